@@ -1,0 +1,1 @@
+"""Console-script entry points; each parses its arguments and calls the library."""

@@ -1,0 +1,303 @@
+"""Typed run configuration: one object, loaded from YAML, validated, passed down.
+
+Every section is a dataclass; unknown keys and impossible values raise ``ConfigError`` naming the
+field (``model.hidden_size``) and why. ``--key=value`` overrides use the same dotted names.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range."""
+
+
+class AttentionBackend(str, enum.Enum):
+    """Core attention inside the megatron-core layer spec."""
+
+    SDPA = "sdpa"  # torch scaled_dot_product_attention with the spectral mask (default, fused kernels)
+    LOCAL = "local"  # megatron-core's unfused DotProductAttention (reference, ~1.3x slower on H200)
+
+
+class Recompute(str, enum.Enum):
+    """Activation recompute, passed to megatron-core's TransformerConfig."""
+
+    NONE = "none"
+    SELECTIVE = "selective"  # attention core only
+    FULL = "full"  # every layer, uniform, one layer per checkpoint
+
+
+def _require(cond: bool, name: str, why: str) -> None:
+    if not cond:
+        raise ConfigError(f"{name}: {why}")
+
+
+@dataclass
+class ModelConfig:
+    """Encoder shape and the token/head vocabulary (model card §2–4)."""
+
+    num_layers: int = 2
+    hidden_size: int = 64
+    ffn_hidden_size: int = 256
+    num_attention_heads: int = 4
+    local_window: int = 64  # peaks; a peak sees peaks with |i - j| <= local_window // 2 (Longformer's convention)
+    max_peaks: int = 256
+    # m/z Fourier features: log-spaced periods from fourier_min_period to fourier_max_period (Da).
+    fourier_num_frequencies: int = 128
+    fourier_min_period: float = 1e-3
+    fourier_max_period: float = 1e3
+    intensity_hidden: int = 64
+    # Masked-peak targets (the heads' vocabularies).
+    mz_bins: int = 4096
+    mz_min: float = 0.0
+    mz_max: float = 2000.0
+    intensity_bins: int = 32
+    contrastive_dim: int = 128
+    hidden_dropout: float = 0.0
+    attention_dropout: float = 0.0
+    layernorm_epsilon: float = 1e-5
+    init_method_std: float = 0.02
+    attention_backend: AttentionBackend = AttentionBackend.SDPA
+    recompute: Recompute = Recompute.NONE
+
+    def validate(self, prefix: str = "model") -> None:
+        for name in ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads",
+                     "local_window", "max_peaks", "fourier_num_frequencies", "intensity_hidden",
+                     "mz_bins", "intensity_bins", "contrastive_dim"):
+            _require(getattr(self, name) >= 1, f"{prefix}.{name}", f"must be >= 1, got {getattr(self, name)}")
+        _require(self.hidden_size % self.num_attention_heads == 0, f"{prefix}.hidden_size",
+                 f"{self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}")
+        _require(0 < self.fourier_min_period < self.fourier_max_period, f"{prefix}.fourier_min_period",
+                 f"need 0 < fourier_min_period < fourier_max_period, got {self.fourier_min_period}, "
+                 f"{self.fourier_max_period}")
+        _require(0 <= self.mz_min < self.mz_max, f"{prefix}.mz_min",
+                 f"need 0 <= mz_min < mz_max, got {self.mz_min}, {self.mz_max}")
+        for name in ("hidden_dropout", "attention_dropout"):
+            _require(0.0 <= getattr(self, name) < 1.0, f"{prefix}.{name}", "must be in [0, 1)")
+        _require(self.layernorm_epsilon > 0, f"{prefix}.layernorm_epsilon", "must be > 0")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+
+@dataclass
+class MaskingConfig:
+    """Masked peak modelling: a ratio drawn per spectrum from [ratio_min, ratio_max]."""
+
+    ratio_min: float = 0.15
+    ratio_max: float = 0.30
+    intensity_weighted: bool = False  # DreaMS-style: more intense peaks are masked more often
+
+    def validate(self, prefix: str = "masking") -> None:
+        for name in ("ratio_min", "ratio_max"):
+            v = getattr(self, name)
+            _require(0.0 < v < 1.0, f"{prefix}.{name}", f"mask ratio must be in (0, 1), got {v}")
+        _require(self.ratio_min <= self.ratio_max, f"{prefix}.ratio_min",
+                 f"ratio_min={self.ratio_min} exceeds ratio_max={self.ratio_max}")
+
+
+@dataclass
+class LossConfig:
+    """Weights of the named loss terms; a zero weight switches the objective off."""
+
+    masked_mz: float = 1.0
+    masked_intensity: float = 1.0
+    retention_order: float = 1.0
+    contrastive: float = 0.0
+    contrastive_temperature: float = 0.1
+
+    def validate(self, prefix: str = "loss") -> None:
+        for f in dataclasses.fields(self):
+            _require(getattr(self, f.name) >= 0, f"{prefix}.{f.name}", "must be >= 0")
+        _require(self.contrastive_temperature > 0, f"{prefix}.contrastive_temperature", "must be > 0")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warmup then cosine decay (model card §6.4)."""
+
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    warmup_steps: int = 10
+    grad_clip: float = 1.0
+
+    def validate(self, prefix: str = "optim") -> None:
+        _require(self.lr > 0, f"{prefix}.lr", f"must be > 0, got {self.lr}")
+        _require(0 <= self.min_lr <= self.lr, f"{prefix}.min_lr", f"need 0 <= min_lr <= lr, got {self.min_lr}")
+        for name in ("beta1", "beta2"):
+            _require(0.0 <= getattr(self, name) < 1.0, f"{prefix}.{name}", "must be in [0, 1)")
+        _require(self.weight_decay >= 0, f"{prefix}.weight_decay", "must be >= 0")
+        _require(self.warmup_steps >= 0, f"{prefix}.warmup_steps", "must be >= 0")
+        _require(self.grad_clip >= 0, f"{prefix}.grad_clip", "must be >= 0 (0 disables clipping)")
+
+
+@dataclass
+class TrainConfig:
+    """Batch shape and length of a run; the DeepSpeed config must agree with it."""
+
+    micro_batch_size: int = 8
+    global_batch_size: int = 8
+    train_steps: int = 100
+    seed: int = 1234
+
+    def validate(self, prefix: str = "train") -> None:
+        for name in ("micro_batch_size", "global_batch_size", "train_steps"):
+            _require(getattr(self, name) >= 1, f"{prefix}.{name}", "must be >= 1")
+        _require(self.global_batch_size % self.micro_batch_size == 0, f"{prefix}.global_batch_size",
+                 f"{self.global_batch_size} is not a multiple of micro_batch_size={self.micro_batch_size}")
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs; saved beside every checkpoint."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> "RunConfig":
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).validate(f.name)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    return obj
+
+
+def _coerce(value: Any, typ: Any, name: str) -> Any:
+    if isinstance(typ, type) and issubclass(typ, enum.Enum):
+        try:
+            return typ(value)
+        except ValueError:
+            raise ConfigError(f"{name}: {value!r} is not one of {[m.value for m in typ]}") from None
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(f"{name}: expected true/false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+    if typ is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+        if not math.isfinite(out):
+            raise ConfigError(f"{name}: must be finite, got {value!r}")
+        return out
+    if typ is str:
+        return str(value)
+    raise ConfigError(f"{name}: unsupported field type {typ}")
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix}: expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(sorted(known))})"
+            raise ConfigError(f"{name}: unknown key{hint}")
+        typ = hints[key]
+        if dataclasses.is_dataclass(typ):
+            kwargs[key] = _build(typ, value or {}, name)
+        else:
+            kwargs[key] = _coerce(value, typ, name)
+    return cls(**kwargs)
+
+
+def _merge(base: dict, override: Mapping) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """``["model.num_layers=4", "optim.lr=1e-4"]`` -> nested dict (values parsed as YAML scalars)."""
+    out: dict = {}
+    for item in overrides:
+        key, sep, raw = item.removeprefix("--").partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected section.key=value")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML run config (missing sections take defaults), apply overrides, validate.
+
+    A top-level ``base:`` key names another YAML (relative to this file) merged underneath.
+    """
+    data: dict = {}
+    if path is not None:
+        data = _read_yaml(Path(path))
+    data = _merge(data, parse_overrides(overrides or []))
+    try:
+        return _build(RunConfig, data, "").validate()
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    base = data.pop("base", None)
+    if base is not None:
+        data = _merge(_read_yaml(path.parent / base), data)
+    return data
+
+
+def model_config_from_dict(data: Mapping[str, Any]) -> ModelConfig:
+    """For checkpoints and exports that store only the model section."""
+    cfg = _build(ModelConfig, data, "model")
+    cfg.validate()
+    return cfg

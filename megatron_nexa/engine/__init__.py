@@ -1,0 +1,1 @@
+"""Training engine: process groups, DeepSpeed, the loop, checkpoints, monitoring."""

@@ -1,0 +1,50 @@
+"""Named loss terms and their weighted sum (model card §4). Metrics ride along, detached."""
+import torch
+import torch.nn.functional as F
+
+from megatron_nexa.config import LossConfig
+
+IGNORE = -100  # target value for an m/z outside the binned range: excluded from the loss
+
+
+def _accuracy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    keep = target != IGNORE
+    if not keep.any():
+        return logits.new_zeros(())
+    return (logits[keep].argmax(-1) == target[keep]).float().mean().detach()
+
+
+def masked_peak_terms(mz_logits, intensity_logits, mz_target, intensity_target) -> dict[str, torch.Tensor]:
+    """Cross-entropy on the m/z bin and the intensity bin of each masked peak."""
+    return {
+        "masked_mz": F.cross_entropy(mz_logits.float(), mz_target, ignore_index=IGNORE),
+        "masked_intensity": F.cross_entropy(intensity_logits.float(), intensity_target, ignore_index=IGNORE),
+        "masked_mz_acc": _accuracy(mz_logits, mz_target),
+        "masked_intensity_acc": _accuracy(intensity_logits, intensity_target),
+    }
+
+
+def retention_order_terms(logit: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Binary cross-entropy on "A elutes before B" (label 1.0)."""
+    return {
+        "retention_order": F.binary_cross_entropy_with_logits(logit.float(), label.float()),
+        "retention_order_acc": ((logit > 0).float() == label.float()).float().mean().detach(),
+    }
+
+
+def info_nce(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> dict[str, torch.Tensor]:
+    """Symmetric InfoNCE: row i of ``z_a`` and ``z_b`` are positives, every other row a negative."""
+    logits = z_a.float() @ z_b.float().T / temperature
+    target = torch.arange(len(z_a), device=z_a.device)
+    loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    return {"contrastive": loss, "contrastive_acc": (logits.argmax(-1) == target).float().mean().detach()}
+
+
+def weighted_total(terms: dict[str, torch.Tensor], cfg: LossConfig) -> torch.Tensor:
+    """Sum of the present loss terms times their configured weights (``*_acc`` metrics excluded)."""
+    weights = {"masked_mz": cfg.masked_mz, "masked_intensity": cfg.masked_intensity,
+               "retention_order": cfg.retention_order, "contrastive": cfg.contrastive}
+    present = [weights[name] * value for name, value in terms.items() if name in weights]
+    if not present:
+        raise ValueError("no loss term to optimise: terms were " + ", ".join(terms))
+    return torch.stack(present).sum()

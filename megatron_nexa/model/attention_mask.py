@@ -1,0 +1,39 @@
+"""The spectral attention mask: a local window over m/z-sorted peaks plus global tokens.
+
+Rules (``allowed[i, j]`` = query i may attend key j):
+- ``[CLS]`` attends everything and is attended by everything (sequence-global);
+- ``[PREC]`` and ``[SEP]`` do the same within their own spectrum (segment-global);
+- a peak (or masked peak) attends peaks of its own spectrum with ``|i - j| <= window // 2``
+  (Longformer's convention: window/2 on each side), so a pair never mixes windows across ``[SEP]``;
+- padding is never attended; a padded query row attends only itself so softmax stays finite.
+
+The result uses megatron-core's convention: boolean ``[b, 1, s, s]``, **True = masked out**.
+"""
+import torch
+
+from megatron_nexa.tokens import TokenType
+
+
+def spectral_attention_mask(token_type: torch.Tensor, segment: torch.Tensor, window: int) -> torch.Tensor:
+    valid = token_type != TokenType.PAD
+    peak = (token_type == TokenType.PEAK) | (token_type == TokenType.MASK)
+    seq_global = token_type == TokenType.CLS
+    seg_global = (token_type == TokenType.PREC) | (token_type == TokenType.SEP)
+
+    s = token_type.shape[1]
+    pos = torch.arange(s, device=token_type.device)
+    near = (pos[:, None] - pos[None, :]).abs() <= window // 2  # [s, s]
+
+    def q(x):  # query axis
+        return x[:, :, None]
+
+    def k(x):  # key axis
+        return x[:, None, :]
+
+    same_segment = q(segment) == k(segment)
+    allowed = q(seq_global) | k(seq_global) | (
+        same_segment & (q(seg_global) | k(seg_global) | (q(peak) & k(peak) & near))
+    )
+    allowed &= q(valid) & k(valid)
+    allowed |= torch.eye(s, dtype=torch.bool, device=token_type.device) & ~q(valid)
+    return ~allowed[:, None]

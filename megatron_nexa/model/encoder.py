@@ -1,0 +1,65 @@
+"""NexaEncoder: spectrum embeddings → megatron-core TransformerBlock (spectral mask) → final LayerNorm.
+
+Needs megatron's ``parallel_state`` initialised (``engine.distributed.init_parallel``). Hidden states
+are ``[b, s, h]`` at the interface; megatron's ``[s, b, h]`` stays inside.
+"""
+import torch
+import torch.nn.functional as F
+from megatron.core.transformer.transformer_block import TransformerBlock
+from megatron.core.transformer.transformer_config import TransformerConfig
+from torch import nn
+
+from megatron_nexa.config import ModelConfig, Recompute
+from megatron_nexa.model.attention_mask import spectral_attention_mask
+from megatron_nexa.model.embeddings import SpectrumEmbedding
+from megatron_nexa.model.layer_specs import layer_spec
+
+
+def transformer_config(cfg: ModelConfig, params_dtype: torch.dtype = torch.float32,
+                       use_fusions: bool | None = None) -> TransformerConfig:
+    """megatron-core's config for our layer. Fusions (jit bias-GELU, bias-dropout-add) default on CUDA."""
+    if use_fusions is None:
+        use_fusions = torch.cuda.is_available()
+    recompute = {
+        Recompute.NONE: {},
+        Recompute.SELECTIVE: dict(recompute_granularity="selective", recompute_modules=["core_attn"]),
+        Recompute.FULL: dict(recompute_granularity="full", recompute_method="uniform", recompute_num_layers=1),
+    }[cfg.recompute]
+    return TransformerConfig(
+        num_layers=cfg.num_layers,
+        hidden_size=cfg.hidden_size,
+        ffn_hidden_size=cfg.ffn_hidden_size,
+        num_attention_heads=cfg.num_attention_heads,
+        hidden_dropout=cfg.hidden_dropout,
+        attention_dropout=cfg.attention_dropout,
+        layernorm_epsilon=cfg.layernorm_epsilon,
+        init_method_std=cfg.init_method_std,
+        activation_func=F.gelu,
+        add_bias_linear=True,
+        normalization="LayerNorm",
+        params_dtype=params_dtype,
+        bf16=params_dtype == torch.bfloat16,
+        use_cpu_initialization=not torch.cuda.is_available(),
+        bias_activation_fusion=use_fusions,
+        bias_dropout_fusion=use_fusions,
+        masked_softmax_fusion=False,
+        persist_layer_norm=False,
+        **recompute,
+    )
+
+
+class NexaEncoder(nn.Module):
+    def __init__(self, cfg: ModelConfig, params_dtype: torch.dtype = torch.float32,
+                 use_transformer_engine: bool = False):
+        super().__init__()
+        self.cfg = cfg
+        self.embedding = SpectrumEmbedding(cfg)
+        self.transformer = TransformerBlock(transformer_config(cfg, params_dtype),
+                                            layer_spec(cfg, use_transformer_engine), post_layer_norm=True)
+
+    def forward(self, token_type: torch.Tensor, mz: torch.Tensor, intensity: torch.Tensor,
+                segment: torch.Tensor) -> torch.Tensor:
+        mask = spectral_attention_mask(token_type, segment, self.cfg.local_window)
+        x = self.embedding(token_type, mz, intensity).transpose(0, 1).contiguous()
+        x = self.transformer(x, attention_mask=mask)
+        return x.transpose(0, 1)

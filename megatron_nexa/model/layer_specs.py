@@ -1,0 +1,81 @@
+"""megatron-core ModuleSpecs for the Nexa-Spec encoder layer.
+
+A pre-LN BERT-style layer (LayerNorm → self-attention → LayerNorm → GELU MLP) with an *arbitrary*
+attention mask (the spectral mask) and our SDPA core attention by default. When Transformer Engine is
+installed its fused LayerNorm+Linear modules replace the local linears; ``canonical_state_dict`` maps
+their parameter names back to the local ones so checkpoints stay interchangeable.
+"""
+import importlib.util
+
+from megatron.core.fusions.fused_bias_dropout import get_bias_dropout_add
+from megatron.core.tensor_parallel.layers import ColumnParallelLinear, RowParallelLinear
+from megatron.core.transformer.attention import SelfAttention, SelfAttentionSubmodules
+from megatron.core.transformer.dot_product_attention import DotProductAttention
+from megatron.core.transformer.enums import AttnMaskType
+from megatron.core.transformer.identity_op import IdentityOp
+from megatron.core.transformer.mlp import MLP, MLPSubmodules
+from megatron.core.transformer.spec_utils import ModuleSpec
+from megatron.core.transformer.torch_norm import WrappedTorchNorm
+from megatron.core.transformer.transformer_layer import TransformerLayer, TransformerLayerSubmodules
+
+from megatron_nexa.config import AttentionBackend, ModelConfig
+from megatron_nexa.model.core_attention import SDPAttention
+
+_CORE_ATTENTION = {AttentionBackend.SDPA: SDPAttention, AttentionBackend.LOCAL: DotProductAttention}
+
+# Transformer Engine folds each LayerNorm into the following linear.
+_TE_TO_LOCAL = {
+    "self_attention.linear_qkv.layer_norm_weight": "input_layernorm.weight",
+    "self_attention.linear_qkv.layer_norm_bias": "input_layernorm.bias",
+    "mlp.linear_fc1.layer_norm_weight": "pre_mlp_layernorm.weight",
+    "mlp.linear_fc1.layer_norm_bias": "pre_mlp_layernorm.bias",
+}
+
+
+def transformer_engine_available() -> bool:
+    return importlib.util.find_spec("transformer_engine") is not None
+
+
+def layer_spec(cfg: ModelConfig, use_transformer_engine: bool = False) -> ModuleSpec:
+    core_attention = _CORE_ATTENTION[cfg.attention_backend]
+    if use_transformer_engine:
+        from megatron.core.extensions.transformer_engine import (
+            TELayerNormColumnParallelLinear, TERowParallelLinear)
+        qkv, fc1, proj, fc2 = (TELayerNormColumnParallelLinear, TELayerNormColumnParallelLinear,
+                               TERowParallelLinear, TERowParallelLinear)
+        input_norm = pre_mlp_norm = IdentityOp
+    else:
+        qkv, fc1, proj, fc2 = ColumnParallelLinear, ColumnParallelLinear, RowParallelLinear, RowParallelLinear
+        input_norm = pre_mlp_norm = WrappedTorchNorm
+    return ModuleSpec(
+        module=TransformerLayer,
+        submodules=TransformerLayerSubmodules(
+            input_layernorm=input_norm,
+            self_attention=ModuleSpec(
+                module=SelfAttention,
+                params={"attn_mask_type": AttnMaskType.arbitrary},
+                submodules=SelfAttentionSubmodules(
+                    linear_qkv=qkv, core_attention=core_attention, linear_proj=proj,
+                    q_layernorm=IdentityOp, k_layernorm=IdentityOp,
+                ),
+            ),
+            self_attn_bda=get_bias_dropout_add,
+            pre_mlp_layernorm=pre_mlp_norm,
+            mlp=ModuleSpec(module=MLP, submodules=MLPSubmodules(linear_fc1=fc1, linear_fc2=fc2)),
+            mlp_bda=get_bias_dropout_add,
+        ),
+    )
+
+
+def canonical_state_dict(state_dict: dict) -> dict:
+    """Local-spec parameter names for a state dict from either spec; TE's ``_extra_state`` dropped."""
+    out = {}
+    for key, value in state_dict.items():
+        if key.endswith("._extra_state") or key.endswith("_extra_state"):
+            continue
+        for te_suffix, local_suffix in _TE_TO_LOCAL.items():
+            if key.endswith(te_suffix):
+                key = key[: -len(te_suffix)] + local_suffix
+                break
+        out[key] = value
+    return out

@@ -1,0 +1,38 @@
+"""Encoder + pretraining heads. The encoder is either ``NexaEncoder`` (megatron-core, training) or
+``ReferenceEncoder`` (plain PyTorch, export): both take the same state dict."""
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from megatron_nexa.config import ModelConfig
+from megatron_nexa.model.heads import ContrastiveHead, MaskedPeakHead, RetentionOrderHead
+from megatron_nexa.tokens import TokenType
+
+
+@dataclass
+class PretrainingOutput:
+    hidden: torch.Tensor  # [b, s, h]
+    cls: torch.Tensor  # [b, h]
+    mz_logits: torch.Tensor  # [n_masked, mz_bins], masked tokens in row-major order
+    intensity_logits: torch.Tensor  # [n_masked, intensity_bins]
+    retention_logit: torch.Tensor  # [b]
+    contrastive: torch.Tensor  # [b, contrastive_dim], unit norm
+
+
+class NexaSpecForPretraining(nn.Module):
+    def __init__(self, cfg: ModelConfig, encoder: nn.Module):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = encoder
+        self.masked_peak = MaskedPeakHead(cfg)
+        self.retention_order = RetentionOrderHead(cfg)
+        self.contrastive = ContrastiveHead(cfg)
+
+    def forward(self, token_type: torch.Tensor, mz: torch.Tensor, intensity: torch.Tensor,
+                segment: torch.Tensor) -> PretrainingOutput:
+        hidden = self.encoder(token_type, mz, intensity, segment)
+        cls = hidden[:, 0]
+        mz_logits, intensity_logits = self.masked_peak(hidden[token_type == TokenType.MASK])
+        return PretrainingOutput(hidden, cls, mz_logits, intensity_logits,
+                                 self.retention_order(cls), self.contrastive(cls))

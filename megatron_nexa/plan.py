@@ -1,0 +1,45 @@
+"""Exact model size, counted on the meta device (no memory, no megatron-core, no process group).
+
+The plain-PyTorch reference has exactly the parameters of the megatron-core model (a test builds both
+for ``tiny``/``small`` and compares), so it is what we count.
+"""
+from dataclasses import dataclass
+
+import torch
+
+from megatron_nexa.config import ModelConfig
+from megatron_nexa.model.pretraining import NexaSpecForPretraining
+from megatron_nexa.model.reference import ReferenceEncoder
+
+
+@dataclass
+class ParameterCount:
+    embedding: int
+    transformer: int
+    heads: int
+
+    @property
+    def encoder(self) -> int:
+        return self.embedding + self.transformer
+
+    @property
+    def total(self) -> int:
+        return self.encoder + self.heads
+
+
+def count_parameters(cfg: ModelConfig) -> ParameterCount:
+    with torch.device("meta"):
+        model = NexaSpecForPretraining(cfg, ReferenceEncoder(cfg))
+
+    def n(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    return ParameterCount(embedding=n(model.encoder.embedding), transformer=n(model.encoder.transformer),
+                          heads=n(model) - n(model.encoder))
+
+
+def transformer_parameters_formula(cfg: ModelConfig) -> int:
+    """Closed form per layer: QKV + proj + FC1 + FC2 with biases, two LayerNorms; plus the final LN."""
+    h, f = cfg.hidden_size, cfg.ffn_hidden_size
+    per_layer = (3 * h * h + 3 * h) + (h * h + h) + (h * f + f) + (f * h + h) + 4 * h
+    return cfg.num_layers * per_layer + 2 * h

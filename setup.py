@@ -1,0 +1,36 @@
+"""megatron_nexa: pretraining toolkit for the Nexa-Spec MS/MS foundation model.
+
+Pins are the versions this repository is tested with (CPU CI: Python 3.11). On a CUDA cluster,
+install the CUDA build of torch first (see README), then this package.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="megatron_nexa",
+    version="0.1.0",
+    description="Pretrain Nexa-Spec, an encoder-only transformer for MS/MS spectra, with megatron-core and DeepSpeed",
+    python_requires=">=3.10",
+    packages=find_packages(include=["megatron_nexa", "megatron_nexa.*"]),
+    install_requires=[
+        "torch>=2.4",  # CPU machines: torch==2.13.0, installed first (Makefile); clusters: their CUDA build
+        "deepspeed>=0.19,<0.20",
+        "megatron-core==0.16.1",  # newest release for Python 3.11
+        "numpy>=1.26",
+        "pyarrow>=15",
+        "pyyaml>=6",
+        "wandb>=0.17",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "hf": ["transformers>=4.45", "safetensors>=0.4", "huggingface_hub>=0.24"],
+        "chem": ["rdkit>=2024.3", "matchms>=0.26"],
+        "s3": ["fsspec>=2024.6", "s3fs>=2024.6", "moto[server]>=5"],
+        "io": ["pyteomics>=4.7", "lxml>=5", "h5py>=3.10"],
+        "dev": ["pytest>=8", "matplotlib>=3.8"],
+    },
+    entry_points={
+        "console_scripts": [
+            "nexa-plan=megatron_nexa.cli.plan:main",
+        ],
+    },
+)

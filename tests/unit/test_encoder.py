@@ -1,0 +1,150 @@
+"""The megatron-core encoder: spectral mask by perturbation, gradients, recompute, reference equality."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from megatron_nexa.config import AttentionBackend, Recompute
+from megatron_nexa.tokens import TokenType
+from tests.spectra import batch, pair_tokens, random_batch, spectrum_tokens
+
+BACKENDS = [AttentionBackend.SDPA, AttentionBackend.LOCAL]
+
+
+def one_layer(cfg, backend=AttentionBackend.SDPA):
+    from megatron_nexa.model.encoder import NexaEncoder
+
+    torch.manual_seed(0)
+    return NexaEncoder(dataclasses.replace(cfg.model, num_layers=1, attention_backend=backend)).eval()
+
+
+def perturb(inputs, index):
+    tt, mz, inten, seg = (t.clone() for t in inputs)
+    gen = torch.Generator().manual_seed(index)
+    mz[0, index] += 5.0 + 20.0 * torch.rand((), generator=gen)
+    inten[0, index] = torch.rand((), generator=gen)
+    return tt, mz, inten, seg
+
+
+def changed(model, base, index):
+    with torch.no_grad():
+        return (model(*perturb(base, index)) - model(*base))[0].abs().amax(-1)  # [s]: change per token
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_single_spectrum_mask_by_perturbation(parallel, tiny_cfg, backend):
+    model = one_layer(tiny_cfg, backend)
+    half = tiny_cfg.model.local_window // 2  # tiny: window 8 → 4 on each side
+    base = batch([spectrum_tokens(np.random.default_rng(0), 20, 26)])
+    target = 2 + 10  # peak 10 (after [CLS], [PREC])
+
+    inside = changed(model, base, target + half)
+    assert inside[target] > 1e-4, "a peak inside the window must change the output"
+    assert inside[0] > 1e-4 and inside[1] > 1e-4, "[CLS] and [PREC] see every peak"
+
+    outside = changed(model, base, target + half + 1)
+    assert outside[target] == 0.0, "a peak outside the window must not change the output at all"
+    assert outside[0] > 1e-4 and outside[1] > 1e-4
+
+    # [PREC]'s precursor m/z is seen by every peak, near or far.
+    prec = changed(model, base, 1)
+    assert (prec[2:22] > 1e-6).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_padding_never_leaks(parallel, tiny_cfg, backend):
+    model = one_layer(tiny_cfg, backend)
+    base = batch([spectrum_tokens(np.random.default_rng(1), 10, 20)])  # 12 real tokens, 8 pads
+
+    def noisy_pads(module, args, out):
+        noise = torch.randn(out.shape, generator=torch.Generator().manual_seed(3)) * 10
+        return out + noise * (base[0] == TokenType.PAD)[..., None]
+
+    with torch.no_grad():
+        clean = model(*base)
+        handle = model.embedding.register_forward_hook(noisy_pads)
+        try:
+            dirty = model(*base)
+        finally:
+            handle.remove()
+    real = base[0][0] != TokenType.PAD
+    assert torch.equal(clean[0, real], dirty[0, real])
+    assert torch.isfinite(dirty).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pair_windows_stay_inside_their_spectrum(parallel, tiny_cfg, backend):
+    model = one_layer(tiny_cfg, backend)
+    base = batch([pair_tokens(np.random.default_rng(2), 10, 10, 28)])
+    last_a, sep, prec_b, first_b = 11, 12, 13, 14  # [CLS][PREC] a0..a9 [SEP] [PREC] b0..b9
+    assert base[0][0, sep] == TokenType.SEP and base[0][0, first_b] == TokenType.PEAK
+
+    delta = changed(model, base, first_b)  # b0 is 3 positions from a9: inside the window by index
+    assert delta[last_a] == 0.0, "a window must not cross [SEP] into the other spectrum"
+    assert delta[1] == 0.0, "spectrum A's [PREC] is global within A only"
+    assert delta[first_b + 1] > 1e-4 and delta[prec_b] > 1e-4
+    assert delta[0] > 1e-4, "[CLS] sees both spectra"
+
+    delta_a = changed(model, base, last_a)
+    assert delta_a[first_b] == 0.0 and delta_a[prec_b] == 0.0
+    assert delta_a[last_a - 1] > 1e-4 and delta_a[sep] > 1e-4
+
+
+@pytest.mark.parametrize("recompute", list(Recompute))
+def test_every_parameter_gets_a_gradient(parallel, tiny_cfg, recompute):
+    from megatron_nexa.model.encoder import NexaEncoder
+    from megatron_nexa.model.pretraining import NexaSpecForPretraining
+
+    cfg = dataclasses.replace(tiny_cfg.model, recompute=recompute)
+    torch.manual_seed(0)
+    model = NexaSpecForPretraining(cfg, NexaEncoder(cfg)).train()
+    tt, mz, inten, seg = random_batch(0)
+    tt[:, 3] = TokenType.MASK
+    out = model(tt, mz, inten, seg)
+    loss = (out.mz_logits.square().mean() + out.intensity_logits.square().mean()
+            + out.retention_logit.square().mean() + out.contrastive.sum() + out.hidden.square().mean())
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"no gradient for {missing}"
+
+
+def test_recompute_gives_identical_gradients(parallel, tiny_cfg):
+    from megatron_nexa.model.encoder import NexaEncoder
+
+    grads = {}
+    inputs = random_batch(1)
+    for recompute in (Recompute.NONE, Recompute.FULL, Recompute.SELECTIVE):
+        torch.manual_seed(0)
+        model = NexaEncoder(dataclasses.replace(tiny_cfg.model, recompute=recompute)).train()
+        model(*inputs).square().mean().backward()
+        grads[recompute] = {n: p.grad.clone() for n, p in model.named_parameters()}
+    for recompute in (Recompute.FULL, Recompute.SELECTIVE):
+        for name, g in grads[Recompute.NONE].items():
+            torch.testing.assert_close(grads[recompute][name], g, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_megatron_encoder_equals_reference(parallel, tiny_cfg, backend):
+    from megatron_nexa.model.encoder import NexaEncoder
+    from megatron_nexa.model.layer_specs import canonical_state_dict
+    from megatron_nexa.model.reference import ReferenceEncoder
+
+    cfg = dataclasses.replace(tiny_cfg.model, attention_backend=backend)
+    torch.manual_seed(0)
+    megatron = NexaEncoder(cfg).eval()
+    reference = ReferenceEncoder(cfg).eval()
+    reference.load_state_dict(canonical_state_dict(megatron.state_dict()), strict=True)
+    inputs = batch([spectrum_tokens(np.random.default_rng(i), 5 + 3 * i, 30) for i in range(3)]
+                   + [pair_tokens(np.random.default_rng(9), 8, 12, 30)])
+    with torch.no_grad():
+        diff = (megatron(*inputs) - reference(*inputs)).abs().max().item()
+    assert diff <= 1e-5, diff
+
+    # and back: reference weights into a fresh megatron encoder
+    torch.manual_seed(1)
+    other = NexaEncoder(cfg).eval()
+    missing, unexpected = other.load_state_dict(reference.state_dict(), strict=False)
+    assert not unexpected and all(k.endswith("_extra_state") for k in missing)
+    with torch.no_grad():
+        assert (other(*inputs) - reference(*inputs)).abs().max().item() <= 1e-5

@@ -1,0 +1,34 @@
+import math
+
+import pytest
+import torch
+
+from megatron_nexa.config import LossConfig
+from megatron_nexa.losses import IGNORE, info_nce, masked_peak_terms, retention_order_terms, weighted_total
+
+
+def test_masked_peak_terms_and_ignore():
+    logits = torch.zeros(4, 10)
+    logits[0, 3] = logits[1, 5] = 10.0
+    target = torch.tensor([3, 5, IGNORE, IGNORE])
+    terms = masked_peak_terms(logits, logits[:, :4], target, torch.tensor([IGNORE, IGNORE, 1, 2]))
+    assert terms["masked_mz_acc"] == 1.0
+    assert terms["masked_mz"] < 1e-3
+    assert terms["masked_intensity"] == pytest.approx(math.log(4), rel=1e-5)
+
+
+def test_retention_order_and_info_nce():
+    terms = retention_order_terms(torch.tensor([5.0, -5.0, 5.0]), torch.tensor([1.0, 0.0, 0.0]))
+    assert terms["retention_order_acc"] == pytest.approx(2 / 3)
+    z = torch.nn.functional.normalize(torch.randn(8, 16, generator=torch.Generator().manual_seed(0)), dim=-1)
+    aligned = info_nce(z, z, temperature=0.05)
+    shuffled = info_nce(z, z.roll(1, 0), temperature=0.05)
+    assert aligned["contrastive_acc"] == 1.0 and aligned["contrastive"] < shuffled["contrastive"]
+
+
+def test_weighted_total_uses_weights_not_metrics():
+    terms = {"masked_mz": torch.tensor(2.0), "masked_intensity": torch.tensor(1.0),
+             "retention_order": torch.tensor(3.0), "masked_mz_acc": torch.tensor(100.0)}
+    assert weighted_total(terms, LossConfig(masked_mz=1.0, masked_intensity=0.5, retention_order=2.0)) == 8.5
+    with pytest.raises(ValueError, match="no loss term"):
+        weighted_total({"masked_mz_acc": torch.tensor(1.0)}, LossConfig())
