@@ -12,7 +12,7 @@ from torch import nn
 from megatron_nexa.config import ModelConfig, Recompute
 from megatron_nexa.model.attention_mask import spectral_attention_mask
 from megatron_nexa.model.embeddings import SpectrumEmbedding
-from megatron_nexa.model.layer_specs import layer_spec
+from megatron_nexa.model.layer_specs import layer_spec, transformer_engine_available
 
 
 def transformer_config(cfg: ModelConfig, params_dtype: torch.dtype = torch.float32,
@@ -50,8 +50,11 @@ def transformer_config(cfg: ModelConfig, params_dtype: torch.dtype = torch.float
 
 class NexaEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig, params_dtype: torch.dtype = torch.float32,
-                 use_transformer_engine: bool = False):
+                 use_transformer_engine: bool | None = None):
+        """``use_transformer_engine=None``: TE's fused linears when TE is installed (CUDA clusters)."""
         super().__init__()
+        if use_transformer_engine is None:
+            use_transformer_engine = transformer_engine_available()
         self.cfg = cfg
         self.embedding = SpectrumEmbedding(cfg)
         self.transformer = TransformerBlock(transformer_config(cfg, params_dtype),

@@ -43,3 +43,15 @@ def test_shims_are_needed_and_sufficient(parallel, tiny_cfg):
     model.zero_grad()
     model(*inputs).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_transformer_engine_names_map_to_local_names():
+    from megatron_nexa.model.layer_specs import canonical_state_dict
+
+    te = {"transformer.layers.0.self_attention.linear_qkv.layer_norm_weight": 1,
+          "transformer.layers.0.self_attention.linear_qkv.weight": 2,
+          "transformer.layers.0.self_attention.linear_qkv._extra_state": None,
+          "transformer.layers.0.mlp.linear_fc1.layer_norm_bias": 3}
+    assert canonical_state_dict(te) == {"transformer.layers.0.input_layernorm.weight": 1,
+                                        "transformer.layers.0.self_attention.linear_qkv.weight": 2,
+                                        "transformer.layers.0.pre_mlp_layernorm.bias": 3}

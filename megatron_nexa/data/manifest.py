@@ -1,0 +1,108 @@
+"""``manifest.json``: what a dataset version holds, how it was made, and the checksum of every file.
+
+Written last: a version directory without a manifest is incomplete and is never read.
+"""
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+MANIFEST = "manifest.json"
+FORMAT = "megatron_nexa.spectra"
+FORMAT_VERSION = 1
+LAYOUT = ("shards/<split>/<split>_NNNNN.{bin,idx,parquet}: Megatron MMIDIDX indexed dataset of float32 peaks "
+          "(per spectrum [m/z_1..m/z_n, intensity_1..intensity_n], m/z ascending, intensity / base peak), "
+          "metadata rows aligned by index (Parquet)")
+
+
+@dataclass
+class Manifest:
+    name: str
+    version: int
+    tool_version: str
+    settings: dict
+    split_rule: dict
+    inputs: list
+    counts: dict
+    shards: dict  # split -> list of {"name", "num_spectra", "num_peaks", "files": {suffix: {bytes, sha256}}}
+    rejects: dict  # {"file", "lines", "bytes", "sha256"}
+    layout: str = LAYOUT
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=False) + "\n"
+
+    @classmethod
+    def load(cls, root: str) -> "Manifest":
+        fs, path = fsspec.core.url_to_fs(root)
+        target = f"{path.rstrip('/')}/{MANIFEST}"
+        if not fs.exists(target):
+            raise FileNotFoundError(f"{root}: no {MANIFEST} (not a dataset version, or an incomplete one)")
+        with fs.open(target, "r") as f:
+            data = json.load(f)
+        if data.get("format") != FORMAT:
+            raise ValueError(f"{root}/{MANIFEST}: format {data.get('format')!r} is not {FORMAT!r}")
+        return cls(**data)
+
+    def shard_prefixes(self, split: str) -> list[str]:
+        return [f"shards/{split}/{s['name']}" for s in self.shards.get(split, [])]
+
+    def num_spectra(self, split: str) -> int:
+        return sum(s["num_spectra"] for s in self.shards.get(split, []))
+
+
+def sha256_file(fs, path: str, block: int = 1 << 22) -> tuple[int, str]:
+    sha, size = hashlib.sha256(), 0
+    with fs.open(path, "rb") as f:
+        while chunk := f.read(block):
+            sha.update(chunk)
+            size += len(chunk)
+    return size, sha.hexdigest()
+
+
+def verify(root: str) -> list[str]:
+    """Re-check every file's size and sha256 and the counts against the manifest; return the problems."""
+    from megatron_nexa.data.indexed import IndexedPeaks
+
+    m = Manifest.load(root)
+    fs, base = fsspec.core.url_to_fs(root)
+    base = base.rstrip("/")
+    problems = []
+
+    def check(rel: str, expected: dict):
+        path = f"{base}/{rel}"
+        if not fs.exists(path):
+            problems.append(f"{rel}: missing")
+            return
+        size, digest = sha256_file(fs, path)
+        if size != expected["bytes"] or digest != expected["sha256"]:
+            problems.append(f"{rel}: {size} bytes sha256 {digest[:12]}…, manifest says "
+                            f"{expected['bytes']} bytes sha256 {expected['sha256'][:12]}…")
+
+    for split, shards in m.shards.items():
+        total = 0
+        for shard in shards:
+            for suffix, expected in shard["files"].items():
+                check(f"shards/{split}/{shard['name']}{suffix}", expected)
+            total += shard["num_spectra"]
+            if isinstance(fs, LocalFileSystem):  # index structure too, where it can be memory-mapped
+                try:
+                    n = len(IndexedPeaks(f"{base}/shards/{split}/{shard['name']}"))
+                    if n != shard["num_spectra"]:
+                        problems.append(f"shards/{split}/{shard['name']}.idx: {n} spectra, manifest says "
+                                        f"{shard['num_spectra']}")
+                except (ValueError, FileNotFoundError) as e:
+                    problems.append(str(e))
+        if total != m.counts["per_split"].get(split, 0):
+            problems.append(f"{split}: shards hold {total} spectra, counts say {m.counts['per_split'].get(split)}")
+    check(m.rejects["file"], m.rejects)
+    c = m.counts
+    if c["records_in"] != c["written"] + c["rejected"]:
+        problems.append(f"counts: in {c['records_in']} != written {c['written']} + rejected {c['rejected']}")
+    if c["rejected"] != sum(c["rejected_by_reason"].values()):
+        problems.append("counts: rejected != sum of rejected_by_reason")
+    return problems

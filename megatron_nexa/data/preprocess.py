@@ -1,0 +1,251 @@
+"""Spectra files → a versioned, sharded, indexed dataset. Parallel, resumable, nothing lost silently.
+
+Two stages, so a kill -9 at any moment loses at most the work in flight:
+1. per unit (a file, or a row range of an HDF5 file), a worker reads, filters, hashes and assigns splits,
+   writing ``<work>/unit_NNNNN/`` atomically (temp dir, then rename). Finished units are never redone.
+2. the main process walks the units in order — deduplicates, routes spectra to their split, cuts shards
+   — into a staging location, writes ``manifest.json`` last, and (locally) renames staging into place.
+   Stage 2 is a sequential copy, so after a kill it simply starts over from the finished units.
+Output order depends only on the inputs and settings, never on ``workers`` or on interruptions.
+"""
+import dataclasses
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from megatron_nexa import __version__
+from megatron_nexa.data.dedup import HashSet
+from megatron_nexa.data.filters import (SPLITS, PreprocessSettings, assign_splits, filter_chunk, spectrum_hashes,
+                                        split_keys)
+from megatron_nexa.data.manifest import MANIFEST, Manifest, sha256_file
+from megatron_nexa.data.readers import Unit, plan_units, read_unit
+from megatron_nexa.data.shards import HashingWriter, SplitWriter
+
+DUPLICATE = "exact duplicate of an earlier spectrum"
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOptions:
+    workers: int = 1
+    shard_bytes: int = 2 * 10**9
+    chunk_size: int = 4096  # spectra per in-memory chunk (text formats)
+    hdf5_rows_per_unit: int = 262_144
+    hdf5_chunk_rows: int = 32_768
+    work_dir: str | None = None
+    keep_work: bool = False
+    progress: bool = True
+
+
+def _unit_dir(work: Path, i: int) -> Path:
+    return work / f"unit_{i:06d}"
+
+
+def process_unit(args: tuple[int, Unit, PreprocessSettings, JobOptions, str]) -> dict:
+    """Stage 1 for one unit; returns its counts. Idempotent: a finished unit is read back, not redone."""
+    i, unit, settings, opts, work = args
+    final = _unit_dir(Path(work), i)
+    if (final / "counts.json").exists():
+        return json.loads((final / "counts.json").read_text())
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    counts = Counter()
+    reasons = Counter()
+    chunk_size = opts.hdf5_chunk_rows if unit.fmt == "gems" else opts.chunk_size
+    with open(tmp / "peaks.f32", "wb") as peaks, open(tmp / "sizes.i32", "wb") as sizes, \
+            open(tmp / "hashes.u64", "wb") as hashes, open(tmp / "split.i8", "wb") as splits, \
+            open(tmp / "rejects.jsonl", "w") as rejects:
+        meta = None
+        for chunk, read_rejects in read_unit(unit, chunk_size):
+            filtered = filter_chunk(chunk, settings)
+            out = filtered.chunk
+            bad = read_rejects + [(str(chunk.columns["record_id"][r]) if "record_id" in chunk.columns else str(r), why)
+                                  for r, why in zip(filtered.rejected, filtered.reasons)]
+            for record, why in bad:
+                rejects.write(json.dumps({"file": Path(unit.path).name, "record": record, "reason": why}) + "\n")
+                reasons[why] += 1
+            counts["records_in"] += len(chunk) + len(read_rejects)
+            counts["peaks_in"] += filtered.peaks_in
+            counts["peaks_out"] += filtered.peaks_out
+            counts["kept"] += len(out)
+            if not len(out):
+                continue
+            mask = np.arange(out.mz.shape[1])[None, :] < out.count[:, None]
+            peaks.write(np.stack([out.mz, out.intensity], axis=1)[np.stack([mask, mask], axis=1)].tobytes())
+            sizes.write((2 * out.count).astype(np.int32).tobytes())
+            hashes.write(spectrum_hashes(out).tobytes())
+            splits.write(assign_splits(split_keys(out, settings.split_key), settings).tobytes())
+            table = out.metadata_table()
+            if meta is None:
+                meta = pq.ParquetWriter(tmp / "meta.parquet", table.schema)
+            meta.write_table(table)
+        if meta is not None:
+            meta.close()
+    result = {"unit": unit.name, **counts, "rejected_by_reason": dict(reasons)}
+    (tmp / "counts.json").write_text(json.dumps(result))
+    os.replace(tmp, final)  # atomic: a unit directory is complete or absent
+    return result
+
+
+class Assembler:
+    """Stage 2: dedup, route by split, cut shards, collect rejects; deterministic in unit order."""
+
+    def __init__(self, fs, staging: str, settings: PreprocessSettings, opts: JobOptions):
+        self.fs, self.staging, self.settings = fs, staging, settings
+        fs.makedirs(staging, exist_ok=True)
+        self.writers = [SplitWriter(fs, f"{staging}/shards/{s}", s, opts.shard_bytes) for s in SPLITS]
+        self.seen = HashSet()
+        self.rejects = HashingWriter(fs.open(f"{staging}/rejects.jsonl", "wb"))
+        self.reject_lines = 0
+        self.counts = Counter()
+        self.reasons = Counter()
+
+    def add(self, unit_dir: Path, unit_counts: dict) -> None:
+        self.counts.update({k: unit_counts.get(k, 0) for k in ("records_in", "peaks_in", "peaks_out")})
+        self.reasons.update(unit_counts["rejected_by_reason"])
+        with open(unit_dir / "rejects.jsonl", "rb") as f:
+            data = f.read()
+            self.rejects.write(data)
+            self.reject_lines += data.count(b"\n")
+        sizes = np.fromfile(unit_dir / "sizes.i32", dtype=np.int32)
+        if not len(sizes):
+            return
+        hashes = np.fromfile(unit_dir / "hashes.u64", dtype=np.uint64)
+        split = np.fromfile(unit_dir / "split.i8", dtype=np.int8)
+        peaks = np.fromfile(unit_dir / "peaks.f32", dtype=np.float32)
+        meta = pq.read_table(unit_dir / "meta.parquet")
+        keep = self.seen.add_new(hashes) if self.settings.deduplicate else np.ones(len(sizes), bool)
+        dups = np.flatnonzero(~keep)
+        if len(dups):
+            files, records = meta.column("source_file").to_pylist(), meta.column("record_id").to_pylist()
+            lines = "".join(json.dumps({"file": files[r], "record": records[r], "reason": DUPLICATE}) + "\n"
+                            for r in dups)
+            self.rejects.write(lines.encode())
+            self.reject_lines += len(dups)
+            self.reasons[DUPLICATE] += len(dups)
+            self.counts["peaks_out"] -= int(sizes[dups].sum()) // 2
+        for s, writer in enumerate(self.writers):
+            rows = keep & (split == s)
+            if rows.any():
+                writer.append(peaks[np.repeat(rows, sizes)], sizes[rows], meta.filter(pa.array(rows)))
+
+    def finish(self) -> tuple[dict, dict, dict]:
+        shards = {s: [dataclasses.asdict(info) for info in w.close()] for s, w in zip(SPLITS, self.writers)}
+        self.rejects.close()
+        per_split = {s: sum(x["num_spectra"] for x in shards[s]) for s in SPLITS}
+        written, rejected = sum(per_split.values()), sum(self.reasons.values())
+        counts = {"records_in": self.counts["records_in"], "written": written, "rejected": rejected,
+                  "per_split": per_split, "rejected_by_reason": dict(sorted(self.reasons.items())),
+                  "peaks_in": self.counts["peaks_in"], "peaks_written": self.counts["peaks_out"]}
+        if counts["records_in"] != written + rejected or rejected != self.reject_lines:
+            raise RuntimeError(f"internal accounting error: in {counts['records_in']}, written {written}, "
+                               f"rejected {rejected}, reject lines {self.reject_lines}")
+        rejects = {"file": "rejects.jsonl", "lines": self.reject_lines, **self.rejects.record()}
+        return counts, shards, rejects
+
+
+def _fingerprint(inputs: list[dict], settings: PreprocessSettings, opts: JobOptions) -> str:
+    key = {"inputs": inputs, "settings": settings.to_dict(), "shard_bytes": opts.shard_bytes,
+           "units": [opts.hdf5_rows_per_unit], "tool": __version__}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def preprocess(paths: list[str], out_root: str, name: str, version: int, settings: PreprocessSettings,
+               opts: JobOptions = JobOptions(), log=print) -> Manifest:
+    if not paths:
+        raise ValueError("no input files")
+    for p in paths:
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"input not found: {p}")
+    dest = f"{out_root.rstrip('/')}/{name}_v{version}"
+    fs, dest_path = fsspec.core.url_to_fs(dest)
+    local = isinstance(fs, LocalFileSystem)
+    inputs = []
+    for p in paths:
+        size, digest = sha256_file(fsspec.filesystem("file"), p)
+        inputs.append({"file": Path(p).name, "bytes": size, "sha256": digest})
+    fingerprint = _fingerprint(inputs, settings, opts)
+    if fs.exists(f"{dest_path}/{MANIFEST}"):
+        existing = Manifest.load(dest)
+        if existing.extra.get("fingerprint") == fingerprint:
+            log(f"{dest}: already complete ({existing.counts['written']:,} spectra); nothing to do")
+            return existing
+        raise FileExistsError(f"{dest} already holds a dataset made from other inputs or settings; "
+                              f"choose a new --version")
+
+    work = Path(opts.work_dir or (dest_path + ".work" if local else f".nexa_work/{name}_v{version}"))
+    work.mkdir(parents=True, exist_ok=True)
+    plan_file = work / "plan.json"
+    if plan_file.exists() and json.loads(plan_file.read_text())["fingerprint"] != fingerprint:
+        raise FileExistsError(f"{work} holds unfinished work of a different run (other inputs or settings); "
+                              f"remove it or pass another --work-dir")
+    units = plan_units(paths, opts.hdf5_rows_per_unit)
+    plan_file.write_text(json.dumps({"fingerprint": fingerprint, "units": [u.name for u in units]}))
+
+    staging = dest_path + ".partial" if local else dest_path
+    if fs.exists(staging):
+        fs.rm(staging, recursive=True)  # stage 2 always starts over; stage 1 work is kept
+    assembler = Assembler(fs, staging, settings, opts)
+    jobs = [(i, u, settings, opts, str(work)) for i, u in enumerate(units)]
+    t0, done = time.perf_counter(), 0
+    bar = _progress(len(units), opts.progress)
+    with _pool(opts.workers) as pool:
+        results = pool.imap(process_unit, jobs) if pool else map(process_unit, jobs)
+        for i, unit_counts in enumerate(results):
+            assembler.add(_unit_dir(work, i), unit_counts)
+            done += unit_counts["records_in"]
+            bar.update(1)
+            bar.set_postfix_str(f"{done / (time.perf_counter() - t0):,.0f} spectra/s")
+    bar.close()
+    counts, shards, rejects = assembler.finish()
+    manifest = Manifest(
+        name=name, version=version, tool_version=__version__, settings=settings.to_dict(),
+        split_rule={"key": settings.split_key, "fractions": list(settings.split_fractions), "seed": settings.split_seed,
+                    "rule": "split = bucket of blake2b-64(key, seed) / 2^64 in cumulative fractions (train, val, test);"
+                            " inchikey: first InChIKey block, else SMILES, else the record; run: run id, else record"},
+        inputs=inputs, counts=counts, shards=shards, rejects=rejects,
+        extra={"fingerprint": fingerprint, "shard_bytes": opts.shard_bytes})
+    with fs.open(f"{staging}/{MANIFEST}", "w") as f:
+        f.write(manifest.to_json())
+    if local:
+        os.replace(staging, dest_path)
+    if not opts.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    seconds = time.perf_counter() - t0
+    log(f"{dest}: in {counts['records_in']:,} = written {counts['written']:,} + rejected {counts['rejected']:,} "
+        f"(train {counts['per_split']['train']:,} / val {counts['per_split']['val']:,} / "
+        f"test {counts['per_split']['test']:,}); {counts['records_in'] / max(seconds, 1e-9):,.0f} spectra/s")
+    return manifest
+
+
+class _pool:
+    """A process pool for workers > 1; None (run inline) for one worker."""
+
+    def __init__(self, workers: int):
+        self.pool = mp.get_context("spawn").Pool(workers) if workers > 1 else None
+
+    def __enter__(self):
+        return self.pool
+
+    def __exit__(self, *exc):
+        if self.pool:
+            self.pool.terminate() if exc[0] else self.pool.close()
+            self.pool.join()
+        return False
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="unit", disable=not enabled, desc="preprocess")
