@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", help="where unfinished work is kept (default: <out>/<name>_v<N>.work, "
                                       "or .nexa_work/ for a bucket)")
     p.add_argument("--keep-work", action="store_true")
+    p.add_argument("--no-input-checksums", action="store_true",
+                   help="skip the sha256 of each input file in the manifest (saves one read of the inputs)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -58,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             deduplicate=not args.no_dedup, split_key=args.split_key, split_fractions=tuple(args.split_fractions),
             split_seed=args.split_seed)
         opts = JobOptions(workers=args.workers, shard_bytes=args.shard_size, work_dir=args.work_dir,
-                          keep_work=args.keep_work, progress=not args.no_progress)
+                          keep_work=args.keep_work, progress=not args.no_progress,
+                          checksum_inputs=not args.no_input_checksums)
         preprocess(paths, args.out, args.name, args.version, settings, opts)
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"nexa-preprocess: error: {e}", file=sys.stderr)

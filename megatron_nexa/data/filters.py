@@ -10,9 +10,10 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from megatron_nexa.config import ConfigError
-from megatron_nexa.data.spectrum import SpectraChunk
+from megatron_nexa.data.spectrum import SpectraChunk, take_rows
 
 SPLITS = ("train", "val", "test")
 
@@ -66,9 +67,13 @@ class Filtered:
 def filter_chunk(chunk: SpectraChunk, s: PreprocessSettings) -> Filtered:
     n, width = chunk.mz.shape
     mz, inten, prec = chunk.mz, chunk.intensity, chunk.precursor_mz
-    col = np.arange(width)
-    with np.errstate(invalid="ignore"):
-        valid = (col[None, :] < chunk.count[:, None]) & np.isfinite(mz) & np.isfinite(inten) & (mz > 0) & (inten > 0)
+    with np.errstate(invalid="ignore"):  # NaN compares False: it is dropped with the non-positive values
+        valid = mz > 0
+        valid &= inten > 0
+        if np.isinf(mz).any() or np.isinf(inten).any():
+            valid &= (mz < np.inf) & (inten < np.inf)
+        if (chunk.count < width).any():
+            valid &= np.arange(width)[None, :] < chunk.count[:, None]
         if s.mz_min is not None:
             valid &= mz >= s.mz_min
         if s.mz_max is not None:
@@ -84,29 +89,33 @@ def filter_chunk(chunk: SpectraChunk, s: PreprocessSettings) -> Filtered:
     reason[~(np.isfinite(prec) & (prec > 0))] = "invalid precursor m/z"
     keep = reason == ""
     rows = np.flatnonzero(keep)
-    mz, inten, valid, n_valid = mz[rows], inten[rows], valid[rows], n_valid[rows]
+    if len(rows) < n:
+        mz, inten, valid, n_valid = mz[rows], inten[rows], valid[rows], n_valid[rows]
 
     if width > s.top_k:  # keep the top_k most intense valid peaks
         top = np.argpartition(np.where(valid, -inten, np.inf), s.top_k - 1, axis=1)[:, : s.top_k]
         mz, inten, valid = (np.take_along_axis(a, top, 1) for a in (mz, inten, valid))
-    sort_key = np.where(valid, mz, np.inf)
-    if not (sort_key[:, 1:] >= sort_key[:, :-1]).all():  # GeMS rows arrive sorted: skip the sort
-        order = np.argsort(sort_key, axis=1, kind="stable")
+    # Valid peaks must end up left-aligned and in ascending m/z; GeMS rows already are (fast path).
+    # With invalid slots keyed +inf, "left-aligned and ascending" is "the keys are sorted".
+    key = np.where(valid, mz, np.inf)
+    if not (key[:, 1:] >= key[:, :-1]).all():
+        order = np.argsort(key, axis=1, kind="stable")
         mz, inten, valid = (np.take_along_axis(a, order, 1) for a in (mz, inten, valid))
     count = np.minimum(n_valid, s.top_k).astype(np.int32)
     out_width = int(count.max()) if len(count) else 0
     mz, inten, valid = mz[:, :out_width], inten[:, :out_width], valid[:, :out_width]
-    base = np.where(valid, inten, 0).max(1, initial=0)[:, None]
-    mz32 = np.where(valid, mz, 0).astype(np.float32)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        int32 = np.where(valid, inten / base, 0).astype(np.float32)
-    kept = SpectraChunk(mz32, int32, count, chunk.precursor_mz[rows],
-                        {k: (v[rows] if isinstance(v, np.ndarray) else [v[i] for i in rows])
-                         for k, v in chunk.columns.items()})
+    inten = np.where(valid, inten, 0)
+    base = inten.max(1, initial=0)
+    scale = np.divide(1, base, out=np.zeros_like(base), where=base > 0)[:, None]
+    kept = SpectraChunk(np.where(valid, mz, 0).astype(np.float32, copy=False),
+                        (inten * scale).astype(np.float32, copy=False), count, chunk.precursor_mz[rows],
+                        {k: take_rows(v, rows) for k, v in chunk.columns.items()})
     rejected = np.flatnonzero(~keep)
     return Filtered(kept, rejected, list(reason[rejected]), int(chunk.count.sum()), int(count.sum()))
 
 
+# Keys of the NH universal hash (Black et al., UMAC): fixed, so hashes are stable across runs and machines.
+_KEYS = np.random.default_rng(0x6E657861).integers(0, 2**32, size=(4, 1024), dtype=np.uint64).astype(np.uint32)
 _M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -120,38 +129,70 @@ def _mix(x: np.ndarray) -> np.ndarray:
 def spectrum_hashes(chunk: SpectraChunk) -> np.ndarray:
     """64-bit hash of (precursor m/z, processed peaks) per spectrum, for exact-duplicate removal.
 
-    Expects ``filter_chunk`` output (float32, zero-padded). Each (m/z, intensity) bit pattern is mixed with
-    its column so order matters. Collision odds for 550 M spectra: ~0.8 % for one pair in the whole set.
+    Expects ``filter_chunk`` output (float32, zero-padded). Two NH hashes (Toeplitz keys: collision odds
+    2^-64 for two different spectra) over the (m/z, intensity) bit patterns,
+    ``sum_j ((mz_j + k_j) mod 2^32) * ((int_j + k'_j) mod 2^32) mod 2^64`` with per-column keys (so order
+    matters), folded with the precursor and peak count through splitmix64. NH costs one multiply per peak,
+    which keeps hashing off the critical path of a 550 M-spectrum build.
     """
+    width = chunk.mz.shape[1]
+    if width > _KEYS.shape[1]:
+        raise ValueError(f"spectrum_hashes supports up to {_KEYS.shape[1]} peaks, got {width}")
+    a, b = chunk.mz.view(np.uint32), chunk.intensity.view(np.uint32)
+
+    def nh(k: int) -> np.ndarray:
+        x, y = a + _KEYS[k, :width], b + _KEYS[k + 1, :width]  # uint32 adds wrap mod 2^32
+        # 64-bit products and row sums mod 2^64; einsum widens in its buffers, no uint64 temporaries
+        return np.einsum("ij,ij->i", x, y, dtype=np.uint64, casting="unsafe")
+
     with np.errstate(over="ignore"):
-        peaks = (chunk.mz.view(np.uint32).astype(np.uint64) << np.uint64(32)) | chunk.intensity.view(np.uint32)
-        cols = (np.arange(peaks.shape[1], dtype=np.uint64) + np.uint64(1)) * _GOLDEN
-        h = _mix(peaks ^ cols[None, :]).sum(1, dtype=np.uint64)
+        h1, h2 = nh(0), nh(2)
         prec = chunk.precursor_mz.astype(np.float64).view(np.uint64)
-        return _mix(h ^ _mix(prec) ^ (chunk.count.astype(np.uint64) * _GOLDEN))
+        return _mix(_mix(h1) ^ h2 ^ _mix(prec ^ (chunk.count.astype(np.uint64) * _GOLDEN)))
 
 
-def split_keys(chunk: SpectraChunk, key: str) -> list[str]:
-    """The key that decides a spectrum's split; falls back to the record when the key is missing."""
+def _column(chunk: SpectraChunk, name: str) -> np.ndarray:
+    values = chunk.columns.get(name)
+    if values is None:
+        return np.full(len(chunk), None, dtype=object)
+    if isinstance(values, np.ndarray):
+        return values
+    return np.asarray(values.to_pylist() if hasattr(values, "to_pylist") else values, dtype=object)
+
+
+def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct strings (None → "") and the index of each value among them; hash-based, no sort."""
+    encoded = pa.array(values, type=pa.string(), from_pandas=True).fill_null("").dictionary_encode()
+    return (encoded.dictionary.to_numpy(zero_copy_only=False).astype(object),
+            encoded.indices.to_numpy(zero_copy_only=False))
+
+
+def assign_splits(chunk: SpectraChunk, s: PreprocessSettings) -> np.ndarray:
+    """0/1/2 = train/val/test per spectrum, from a stable hash of its split key.
+
+    Keys: ``inchikey`` → first InChIKey block (the skeleton: stereo-isomers stay together), else the
+    SMILES; ``run`` → run id; missing, or ``record`` → the record itself. Same key → same split, always.
+    Each distinct key is hashed once, so a chunk of one LC-MS run costs one hash.
+    """
     n = len(chunk)
-    record = [f"record:{f}:{r}" for f, r in zip(chunk.columns.get("source_file", [""] * n),
-                                               chunk.columns.get("record_id", range(n)))]
-    if key == "record":
-        return record
-    if key == "run":
-        runs = chunk.columns.get("run_id", [None] * n)
-        return [f"run:{r}" if r else rec for r, rec in zip(runs, record)]
-    keys = chunk.columns.get("inchikey", [None] * n)
-    smiles = chunk.columns.get("smiles", [None] * n)
-    return [f"inchikey:{k.split('-')[0]}" if k else (f"smiles:{m}" if m else rec)
-            for k, m, rec in zip(keys, smiles, record)]
-
-
-def assign_splits(keys: list[str], s: PreprocessSettings) -> np.ndarray:
-    """0/1/2 = train/val/test, from a stable hash of each key (same key → same split, always)."""
-    unique, inverse = np.unique(np.asarray(keys, dtype=object), return_inverse=True)
+    keys = np.full(n, "", dtype=object)
+    if s.split_key == "inchikey":
+        unique, inverse = _unique(_column(chunk, "inchikey"))
+        keys = np.array([f"inchikey:{u.split('-')[0]}" if u else "" for u in unique], dtype=object)[inverse]
+        missing = keys == ""
+        if missing.any():
+            unique, inverse = _unique(_column(chunk, "smiles")[missing])
+            keys[missing] = np.array([f"smiles:{u}" if u else "" for u in unique], dtype=object)[inverse]
+    elif s.split_key == "run":
+        unique, inverse = _unique(_column(chunk, "run_id"))
+        keys = np.array([f"run:{u}" if u else "" for u in unique], dtype=object)[inverse]
+    missing = np.flatnonzero(keys == "")
+    if len(missing):
+        files, records = _column(chunk, "source_file")[missing], _column(chunk, "record_id")[missing]
+        keys[missing] = [f"record:{f}:{r}" for f, r in zip(files, records)]
+    unique, inverse = _unique(keys)
     seed = str(s.split_seed).encode()
     u = np.array([int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8, key=seed).digest(), "little") / 2**64
                   for k in unique])
     edges = np.cumsum(s.split_fractions)[:2]
-    return np.searchsorted(edges, u, side="right").astype(np.int8)[inverse.reshape(-1)]
+    return np.searchsorted(edges, u, side="right").astype(np.int8)[inverse]

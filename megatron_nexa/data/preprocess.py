@@ -10,6 +10,7 @@ Output order depends only on the inputs and settings, never on ``workers`` or on
 """
 import dataclasses
 import hashlib
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -21,13 +22,11 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from megatron_nexa import __version__
 from megatron_nexa.data.dedup import HashSet
-from megatron_nexa.data.filters import (SPLITS, PreprocessSettings, assign_splits, filter_chunk, spectrum_hashes,
-                                        split_keys)
+from megatron_nexa.data.filters import SPLITS, PreprocessSettings, assign_splits, filter_chunk, spectrum_hashes
 from megatron_nexa.data.manifest import MANIFEST, Manifest, sha256_file
 from megatron_nexa.data.readers import Unit, plan_units, read_unit
 from megatron_nexa.data.shards import HashingWriter, SplitWriter
@@ -40,10 +39,11 @@ class JobOptions:
     workers: int = 1
     shard_bytes: int = 2 * 10**9
     chunk_size: int = 4096  # spectra per in-memory chunk (text formats)
-    hdf5_rows_per_unit: int = 262_144
-    hdf5_chunk_rows: int = 32_768
+    hdf5_rows_per_unit: int = 65_536  # small units: bounded memory per worker, fine-grained resume
+    hdf5_chunk_rows: int = 16_384  # temporaries stay under glibc's mmap threshold (fewer page faults)
     work_dir: str | None = None
     keep_work: bool = False
+    checksum_inputs: bool = True  # sha256 of each input in the manifest (workers hash them beside the units)
     progress: bool = True
 
 
@@ -85,10 +85,10 @@ def process_unit(args: tuple[int, Unit, PreprocessSettings, JobOptions, str]) ->
             peaks.write(np.stack([out.mz, out.intensity], axis=1)[np.stack([mask, mask], axis=1)].tobytes())
             sizes.write((2 * out.count).astype(np.int32).tobytes())
             hashes.write(spectrum_hashes(out).tobytes())
-            splits.write(assign_splits(split_keys(out, settings.split_key), settings).tobytes())
+            splits.write(assign_splits(out, settings).tobytes())
             table = out.metadata_table()
-            if meta is None:
-                meta = pq.ParquetWriter(tmp / "meta.parquet", table.schema)
+            if meta is None:  # Arrow IPC: an uncompressed scratch format, written at memory speed
+                meta = pa.ipc.new_file(pa.OSFile(str(tmp / "meta.arrow"), "wb"), table.schema)
             meta.write_table(table)
         if meta is not None:
             meta.close()
@@ -123,8 +123,10 @@ class Assembler:
             return
         hashes = np.fromfile(unit_dir / "hashes.u64", dtype=np.uint64)
         split = np.fromfile(unit_dir / "split.i8", dtype=np.int8)
-        peaks = np.fromfile(unit_dir / "peaks.f32", dtype=np.float32)
-        meta = pq.read_table(unit_dir / "meta.parquet")
+        peaks = np.memmap(unit_dir / "peaks.f32", dtype=np.float32, mode="r")
+        ends = np.cumsum(sizes, dtype=np.int64)
+        with pa.memory_map(str(unit_dir / "meta.arrow")) as source:
+            meta = pa.ipc.open_file(source).read_all()
         keep = self.seen.add_new(hashes) if self.settings.deduplicate else np.ones(len(sizes), bool)
         dups = np.flatnonzero(~keep)
         if len(dups):
@@ -136,9 +138,10 @@ class Assembler:
             self.reasons[DUPLICATE] += len(dups)
             self.counts["peaks_out"] -= int(sizes[dups].sum()) // 2
         for s, writer in enumerate(self.writers):
-            rows = keep & (split == s)
-            if rows.any():
-                writer.append(peaks[np.repeat(rows, sizes)], sizes[rows], meta.filter(pa.array(rows)))
+            for r0, r1 in _runs(keep & (split == s)):  # contiguous rows: slices, no gather copy
+                e0 = int(ends[r0 - 1]) if r0 else 0
+                writer.append(peaks[e0:int(ends[r1 - 1])], sizes[r0:r1], meta.slice(r0, r1 - r0))
+            writer.detach()
 
     def finish(self) -> tuple[dict, dict, dict]:
         shards = {s: [dataclasses.asdict(info) for info in w.close()] for s, w in zip(SPLITS, self.writers)}
@@ -153,6 +156,16 @@ class Assembler:
                                f"rejected {rejected}, reject lines {self.reject_lines}")
         rejects = {"file": "rejects.jsonl", "lines": self.reject_lines, **self.rejects.record()}
         return counts, shards, rejects
+
+
+def _sha256(path: str) -> str:
+    return sha256_file(fsspec.filesystem("file"), path)[1]
+
+
+def _runs(mask: np.ndarray) -> np.ndarray:
+    """[start, stop) of each run of True in ``mask``."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return edges.reshape(-1, 2)
 
 
 def _fingerprint(inputs: list[dict], settings: PreprocessSettings, opts: JobOptions) -> str:
@@ -171,10 +184,7 @@ def preprocess(paths: list[str], out_root: str, name: str, version: int, setting
     dest = f"{out_root.rstrip('/')}/{name}_v{version}"
     fs, dest_path = fsspec.core.url_to_fs(dest)
     local = isinstance(fs, LocalFileSystem)
-    inputs = []
-    for p in paths:
-        size, digest = sha256_file(fsspec.filesystem("file"), p)
-        inputs.append({"file": Path(p).name, "bytes": size, "sha256": digest})
+    inputs = [{"file": Path(p).name, "bytes": Path(p).stat().st_size} for p in paths]
     fingerprint = _fingerprint(inputs, settings, opts)
     if fs.exists(f"{dest_path}/{MANIFEST}"):
         existing = Manifest.load(dest)
@@ -202,11 +212,15 @@ def preprocess(paths: list[str], out_root: str, name: str, version: int, setting
     bar = _progress(len(units), opts.progress)
     with _pool(opts.workers) as pool:
         results = pool.imap(process_unit, jobs) if pool else map(process_unit, jobs)
+        digests = [pool.apply_async(_sha256, (p,)) for p in paths] if pool and opts.checksum_inputs else []
         for i, unit_counts in enumerate(results):
             assembler.add(_unit_dir(work, i), unit_counts)
             done += unit_counts["records_in"]
             bar.update(1)
             bar.set_postfix_str(f"{done / (time.perf_counter() - t0):,.0f} spectra/s")
+        if opts.checksum_inputs:
+            for entry, p, job in itertools.zip_longest(inputs, paths, digests):
+                entry["sha256"] = job.get() if job else _sha256(p)
     bar.close()
     counts, shards, rejects = assembler.finish()
     manifest = Manifest(

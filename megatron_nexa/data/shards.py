@@ -53,12 +53,18 @@ class ShardInfo:
 
 
 class SplitWriter:
-    """Appends spectra to ``<dir>/<split>_NNNNN.*``, starting a new shard past ``shard_bytes``."""
+    """Appends spectra to ``<dir>/<split>_NNNNN.*``, starting a new shard past ``shard_bytes``.
 
-    def __init__(self, fs, directory: str, split: str, shard_bytes: int):
+    Metadata is buffered and written in Parquet row groups of ``row_group`` rows, however small the appends.
+    """
+
+    def __init__(self, fs, directory: str, split: str, shard_bytes: int, row_group: int = 65_536):
         self.fs, self.directory, self.split, self.shard_bytes = fs, directory, split, shard_bytes
+        self.row_group = row_group
         self.shards: list[ShardInfo] = []
         self._bin = self._meta = None
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
 
     def _open(self):
         info = ShardInfo(f"{self.split}_{len(self.shards):05d}")
@@ -85,7 +91,10 @@ class SplitWriter:
                 stop_elem = int(ends[stop - 1])
                 self._bin.write(np.ascontiguousarray(values[start_elem:stop_elem], dtype=np.float32))
                 self._sizes.append(sizes[start_row:stop])
-                self._meta.write_table(meta.slice(start_row, stop - start_row))
+                self._pending.append(meta.slice(start_row, stop - start_row))
+                self._pending_rows += stop - start_row
+                if self._pending_rows >= self.row_group:
+                    self._flush_meta()
                 info = self.shards[-1]
                 info.num_spectra += stop - start_row
                 info.num_peaks += (stop_elem - start_elem) // 2
@@ -93,11 +102,23 @@ class SplitWriter:
             if start_row < len(sizes):
                 self._close()
 
+    def detach(self):
+        """Copy buffered metadata rows out of the caller's tables, so a finished unit's memory map can go."""
+        if self._pending:
+            table = pa.concat_tables(self._pending)
+            self._pending = [table.take(np.arange(table.num_rows))]
+
+    def _flush_meta(self):
+        if self._pending:
+            self._meta.write_table(pa.concat_tables(self._pending))
+        self._pending, self._pending_rows = [], 0
+
     def _close(self):
         if self._bin is None:
             return
         info = self.shards[-1]
         base = f"{self.directory}/{info.name}"
+        self._flush_meta()
         self._bin.close()
         self._meta.close()
         self._meta_file.close()

@@ -33,14 +33,11 @@ class SpectraChunk:
     intensity: np.ndarray  # (n, P)
     count: np.ndarray  # (n,) int32
     precursor_mz: np.ndarray  # (n,) float64
-    columns: dict = field(default_factory=dict)  # other METADATA_SCHEMA columns: name -> array/list of length n
+    columns: dict = field(default_factory=dict)  # other METADATA_SCHEMA columns: numpy/pyarrow array or list
 
     def __len__(self) -> int:
         return len(self.count)
 
-    def take(self, rows: np.ndarray) -> "SpectraChunk":
-        return SpectraChunk(self.mz[rows], self.intensity[rows], self.count[rows], self.precursor_mz[rows],
-                            {k: _take(v, rows) for k, v in self.columns.items()})
 
     def metadata_table(self) -> pa.Table:
         data = {"precursor_mz": self.precursor_mz, "num_peaks": self.count}
@@ -53,13 +50,17 @@ class SpectraChunk:
                 value = np.full(n, np.nan, np.float32) if f.name == "rt" else (
                     [None] * n if f.type == pa.string() else np.zeros(n, np.int8))
             data[f.name] = value
-        return pa.table({f.name: pa.array(data[f.name], type=f.type) for f in METADATA_SCHEMA},
-                        schema=METADATA_SCHEMA)
+        arrays = [data[f.name].cast(f.type) if isinstance(data[f.name], pa.Array)
+                  else pa.array(data[f.name], type=f.type) for f in METADATA_SCHEMA]
+        return pa.Table.from_arrays(arrays, schema=METADATA_SCHEMA)
 
 
-def _take(values, rows: np.ndarray):
+def take_rows(values, rows: np.ndarray):
+    """Rows of a column held as a numpy array, a pyarrow array or a list."""
     if isinstance(values, np.ndarray):
         return values[rows]
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values.take(pa.array(rows))
     return [values[i] for i in rows]
 
 

@@ -9,6 +9,7 @@ from typing import Iterator
 
 import h5py
 import numpy as np
+import pyarrow as pa
 
 from megatron_nexa.data.spectrum import SpectraChunk
 
@@ -52,8 +53,8 @@ def read_rows(path: str, start: int, stop: int, rows: int) -> Iterator[tuple[Spe
             b = min(a + rows, stop)
             spec = f["spectrum"][a:b]
             n, _, width = spec.shape
-            cols = {"record_id": np.arange(a, b).astype(str).astype(object),
-                    "source_file": np.full(n, source, dtype=object),
+            cols = {"record_id": pa.array(np.arange(a, b)).cast(pa.string()),  # row number in the file
+                    "source_file": pa.repeat(pa.scalar(source), n),
                     "rt": f["RT"][a:b].astype(np.float32) if "RT" in f else np.full(n, np.nan, np.float32)}
             if "charge" in f:
                 charge = f["charge"][a:b].astype(np.int8)
