@@ -104,7 +104,9 @@ class SplitWriter:
 
     def detach(self):
         """Copy buffered metadata rows out of the caller's tables, so a finished unit's memory map can go."""
-        if self._pending:
+        if self._pending_rows >= self.row_group // 2:
+            self._flush_meta()
+        elif self._pending:  # a few rows (val/test): copy them rather than write a tiny row group
             table = pa.concat_tables(self._pending)
             self._pending = [table.take(np.arange(table.num_rows))]
 

@@ -38,11 +38,10 @@ def validate(path: str) -> int:
 
 
 def _strings(values: np.ndarray) -> np.ndarray:
-    """bytes/str column → object array of str, decoding each distinct value once."""
-    unique, inverse = np.unique(values, return_inverse=True)
-    decoded = np.array([u.decode("utf-8", "replace") if isinstance(u, bytes) else str(u) for u in unique],
-                       dtype=object)
-    return decoded[inverse.reshape(-1)]
+    """bytes/str column → object array of str, decoding each distinct value once (hash-based, no sort)."""
+    encoded = pa.array(values.astype(object), type=pa.binary()).dictionary_encode()
+    decoded = np.array([u.decode("utf-8", "replace") for u in encoded.dictionary.to_pylist()], dtype=object)
+    return decoded[encoded.indices.to_numpy()]
 
 
 def read_rows(path: str, start: int, stop: int, rows: int) -> Iterator[tuple[SpectraChunk, list]]:
