@@ -15,11 +15,17 @@ $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[hf,chem,s3,io,dev]"
+	$(PY) -m pip install -q -e ".[hf,chem,s3,dev]"
 	touch $(STAMP)
+
+DATA   ?= data_out
+MASSBANK ?= ../shared/data/massbank
 
 demo: venv
 	$(PY) -m megatron_nexa.cli.plan --model configs/model/small.yaml
+	$(PY) -m megatron_nexa.cli.preprocess $(MASSBANK)/*.mgf.gz --out $(DATA) --name massbank --version 1 --workers 2
+	$(PY) -m megatron_nexa.cli.dataset verify $(DATA)/massbank_v1
+	$(PY) -m megatron_nexa.cli.dataset stats $(DATA)/massbank_v1
 
 test: venv
 	DS_ACCELERATOR=cpu $(PY) -m pytest -q $(PYTEST_ARGS)

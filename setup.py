@@ -20,17 +20,22 @@ setup(
         "pyyaml>=6",
         "wandb>=0.17",
         "tqdm>=4.66",
+        "fsspec>=2024.6",
+        "pyteomics>=4.7",
+        "lxml>=5",
+        "h5py>=3.10",
     ],
     extras_require={
         "hf": ["transformers>=4.45", "safetensors>=0.4", "huggingface_hub>=0.24"],
         "chem": ["rdkit>=2024.3", "matchms>=0.26"],
-        "s3": ["fsspec>=2024.6", "s3fs>=2024.6", "moto[server]>=5"],
-        "io": ["pyteomics>=4.7", "lxml>=5", "h5py>=3.10"],
+        "s3": ["s3fs>=2024.6", "boto3>=1.34", "moto[server]>=5"],
         "dev": ["pytest>=8", "matplotlib>=3.8"],
     },
     entry_points={
         "console_scripts": [
             "nexa-plan=megatron_nexa.cli.plan:main",
+            "nexa-preprocess=megatron_nexa.cli.preprocess:main",
+            "nexa-dataset=megatron_nexa.cli.dataset:main",
         ],
     },
 )
