@@ -11,6 +11,8 @@ import enum
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+import types
+import typing
 from typing import Any, Mapping, get_type_hints
 
 import yaml
@@ -106,6 +108,54 @@ class MaskingConfig:
 
 
 @dataclass
+class DataSource:
+    """One dataset version (a directory with manifest.json) and its weight in the blend."""
+
+    path: str = ""
+    weight: float = 1.0
+
+
+@dataclass
+class AugmentConfig:
+    """Contrastive views: each view drops peaks, perturbs intensities and jitters m/z independently."""
+
+    peak_dropout: float = 0.1
+    intensity_noise: float = 0.1  # sigma of a log-normal factor per peak
+    mz_jitter: float = 0.002  # Da, sigma of a Gaussian shift per peak
+
+    def validate(self, prefix: str = "data.augment") -> None:
+        _require(0 <= self.peak_dropout < 1, f"{prefix}.peak_dropout", "must be in [0, 1)")
+        _require(self.intensity_noise >= 0 and self.mz_jitter >= 0, f"{prefix}", "noise levels must be >= 0")
+
+
+@dataclass
+class DataConfig:
+    """Where spectra come from and how a micro-batch is composed."""
+
+    sources: list[DataSource] = field(default_factory=list)
+    train_split: str = "train"
+    valid_split: str = "val"
+    pair_fraction: float = 0.25  # rows of a micro-batch that are [SEP]-joined retention-order pairs
+    view_fraction: float = 0.0  # rows given to contrastive views (each such spectrum yields two rows)
+    rt_margin: float = 3.0  # seconds: pairs need |RT_A - RT_B| > rt_margin (ties never pair)
+    num_workers: int = 2
+    cache_dir: str | None = None  # per-split index arrays; default <version>/cache
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def validate(self, prefix: str = "data") -> None:
+        for i, src in enumerate(self.sources):
+            _require(bool(src.path), f"{prefix}.sources[{i}].path", "is empty")
+            _require(src.weight > 0, f"{prefix}.sources[{i}].weight", f"must be > 0, got {src.weight}")
+        _require(0 <= self.pair_fraction <= 1, f"{prefix}.pair_fraction", "must be in [0, 1]")
+        _require(0 <= self.view_fraction <= 1, f"{prefix}.view_fraction", "must be in [0, 1]")
+        _require(self.pair_fraction + self.view_fraction <= 1, f"{prefix}.pair_fraction",
+                 "pair_fraction + view_fraction must be <= 1")
+        _require(self.rt_margin >= 0, f"{prefix}.rt_margin", "must be >= 0")
+        _require(self.num_workers >= 0, f"{prefix}.num_workers", "must be >= 0")
+        self.augment.validate(f"{prefix}.augment")
+
+
+@dataclass
 class LossConfig:
     """Weights of the named loss terms; a zero weight switches the objective off."""
 
@@ -165,6 +215,7 @@ class RunConfig:
     """Everything a run needs; saved beside every checkpoint."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -185,12 +236,26 @@ class RunConfig:
 def _to_plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
         return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list):
+        return [_to_plain(v) for v in obj]
     if isinstance(obj, enum.Enum):
         return obj.value
     return obj
 
 
 def _coerce(value: Any, typ: Any, name: str) -> Any:
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):  # Optional[X]
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(typ) if a is not type(None)]
+        return _coerce(value, inner, name)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        (inner,) = typing.get_args(typ)
+        return [_build(inner, v, f"{name}[{i}]") if dataclasses.is_dataclass(inner) else _coerce(v, inner, f"{name}[{i}]")
+                for i, v in enumerate(value)]
     if isinstance(typ, type) and issubclass(typ, enum.Enum):
         try:
             return typ(value)

@@ -23,3 +23,20 @@ def tiny_cfg():
     from megatron_nexa.config import load_config
 
     return load_config(REPO / "configs/model/tiny.yaml")
+
+
+MASSBANK_FILES = sorted(str(p) for p in (SHARED / "data/massbank").glob("*.mgf.gz"))
+
+
+@pytest.fixture(scope="session")
+def massbank(tmp_path_factory):
+    """The shipped MassBank spectra preprocessed once per session (1 MB shards, so several per split)."""
+    if len(MASSBANK_FILES) != 4:
+        pytest.skip("../shared/data/massbank is missing")
+    from megatron_nexa.data.filters import PreprocessSettings
+    from megatron_nexa.data.preprocess import JobOptions, preprocess
+
+    out = tmp_path_factory.mktemp("massbank")
+    preprocess(MASSBANK_FILES, str(out), "massbank", 1, PreprocessSettings(),
+               JobOptions(workers=2, shard_bytes=10**6, progress=False), log=lambda *_: None)
+    return out / "massbank_v1"

@@ -1,10 +1,10 @@
-"""``nexa-dataset verify|inspect|stats DIR``: check, look into and summarise a dataset version."""
+"""``nexa-dataset verify|inspect|stats|sync``: check, look into, summarise and fetch a dataset version."""
 import argparse
 import sys
 
 import numpy as np
 
-from megatron_nexa.data.manifest import verify
+from megatron_nexa.data.manifest import sync, verify
 from megatron_nexa.data.version import DatasetVersion
 
 
@@ -16,6 +16,12 @@ def _verify(args) -> int:
         print(f"{args.dir}: {len(problems)} problem(s)")
         return 1
     print(f"{args.dir}: OK (every checksum and count matches the manifest)")
+    return 0
+
+
+def _sync(args) -> int:
+    m = sync(args.src, args.dst)
+    print(f"{args.src} -> {args.dst}: {m.counts['written']:,} spectra, every file checked")
     return 0
 
 
@@ -66,11 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("dir")
     i.add_argument("--index", type=int, required=True)
     i.add_argument("--split", default="train")
+    y = sub.add_parser("sync", help="copy a version (e.g. s3://…) to a local directory for training")
+    y.add_argument("src")
+    y.add_argument("dst")
     s = sub.add_parser("stats", help="peak-count, precursor and RT distributions per split")
     s.add_argument("dir")
     args = p.parse_args(argv)
     try:
-        return {"verify": _verify, "inspect": _inspect, "stats": _stats}[args.command](args)
+        return {"verify": _verify, "inspect": _inspect, "stats": _stats, "sync": _sync}[args.command](args)
     except (FileNotFoundError, ValueError, KeyError, IndexError) as e:
         print(f"nexa-dataset: error: {e}", file=sys.stderr)
         return 2

@@ -106,3 +106,28 @@ def verify(root: str) -> list[str]:
     if c["rejected"] != sum(c["rejected_by_reason"].values()):
         problems.append("counts: rejected != sum of rejected_by_reason")
     return problems
+
+
+def sync(src: str, dst: str) -> Manifest:
+    """Copy a version (e.g. from a bucket) to a local directory; every file checked against the manifest,
+    the manifest written last so an interrupted sync is never mistaken for a complete one."""
+    m = Manifest.load(src)
+    fs, base = fsspec.core.url_to_fs(src)
+    base = base.rstrip("/")
+    out = fsspec.filesystem("file")
+    files = {f"shards/{split}/{shard['name']}{suffix}": meta
+             for split, shards in m.shards.items() for shard in shards for suffix, meta in shard["files"].items()}
+    files[m.rejects["file"]] = m.rejects
+    for rel, expected in files.items():
+        target = f"{dst.rstrip('/')}/{rel}"
+        if out.exists(target) and sha256_file(out, target) == (expected["bytes"], expected["sha256"]):
+            continue  # resumed sync: already here and intact
+        out.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        fs.get(f"{base}/{rel}", target)
+        got = sha256_file(out, target)
+        if got != (expected["bytes"], expected["sha256"]):
+            raise ValueError(f"{src}/{rel}: copied {got[0]} bytes sha256 {got[1][:12]}…, manifest says "
+                             f"{expected['bytes']} bytes sha256 {expected['sha256'][:12]}…")
+    with open(f"{dst.rstrip('/')}/{MANIFEST}", "w") as f:
+        f.write(m.to_json())
+    return m

@@ -87,5 +87,9 @@ def test_s3_bucket_destination(reference, tmp_path):
         remote = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         ours, theirs = json.loads(remote.stdout), json.loads((reference / "manifest.json").read_text())
         assert ours["shards"] == theirs["shards"] and ours["counts"] == theirs["counts"]
+        local = tmp_path / "synced"
+        subprocess.run([sys.executable, "-m", "megatron_nexa.cli.dataset", "sync", f"{out}/massbank_v1", str(local)],
+                       cwd=REPO, env=env, check=True, capture_output=True)
+        assert verify(str(local)) == []
     finally:
         server.stop()

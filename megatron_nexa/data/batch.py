@@ -1,0 +1,36 @@
+"""The one batch type: everything the encoder and the losses need, as tensors."""
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Batch:
+    token_type: torch.Tensor  # [B, L] int64 (megatron_nexa.tokens.TokenType)
+    mz: torch.Tensor  # [B, L] float32; 0 where hidden
+    intensity: torch.Tensor  # [B, L] float32
+    segment: torch.Tensor  # [B, L] int64; 1 for the second spectrum of a pair
+    mz_target: torch.Tensor  # [B, L] int64; IGNORE (-100) except at masked tokens
+    intensity_target: torch.Tensor  # [B, L] int64
+    is_pair: torch.Tensor  # [B] bool: a [SEP]-joined retention-order pair
+    ro_label: torch.Tensor  # [B] float32: 1.0 if A elutes before B (meaningful where is_pair)
+    view_group: torch.Tensor  # [B] int64: rows sharing a value >= 0 are two views of one spectrum
+    sample_index: torch.Tensor  # [B] int64: stream index of the row (for tracing)
+    source: torch.Tensor  # [B] int64: which blended source the spectra come from
+    spectra: torch.Tensor  # [B, 2] int64: index of spectrum A (and B for a pair, else -1) in that source
+
+    def to(self, device, non_blocking: bool = True) -> "Batch":
+        return Batch(**{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)})
+
+    def model_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.token_type, self.mz, self.intensity, self.segment
+
+    def __len__(self) -> int:
+        return self.token_type.shape[0]
+
+
+def collate(items: list[list[dict]]) -> Batch:
+    """Items (each a list of rows: one, or two for contrastive views) → one Batch; one stack per field."""
+    rows = [row for item in items for row in item]
+    return Batch(**{f.name: torch.from_numpy(np.stack([r[f.name] for r in rows])) for f in fields(Batch)})
