@@ -194,20 +194,45 @@ class OptimConfig:
         _require(self.grad_clip >= 0, f"{prefix}.grad_clip", "must be >= 0 (0 disables clipping)")
 
 
+class WandbMode(str, enum.Enum):
+    OFFLINE = "offline"  # default: files in the run directory, no network (`wandb sync` later)
+    ONLINE = "online"
+    DISABLED = "disabled"
+
+
 @dataclass
 class TrainConfig:
-    """Batch shape and length of a run; the DeepSpeed config must agree with it."""
+    """Batch shape, length, checkpoints, monitoring and failure handling of a run.
+
+    ``global_batch_size = micro_batch_size x data-parallel size x gradient accumulation``; the DeepSpeed
+    config must agree (or say "auto").
+    """
 
     micro_batch_size: int = 8
     global_batch_size: int = 8
     train_steps: int = 100
     seed: int = 1234
+    run_dir: str = "runs/default"
+    log_interval: int = 10
+    eval_interval: int = 100
+    eval_batches: int = 10
+    save_interval: int = 100
+    keep_last: int = 3
+    bad_step_lr_factor: float = 0.5  # non-finite loss/grads: skip the update, multiply the LR by this
+    max_bad_steps: int = 5  # ... and abort after this many in a row
+    spike_factor: float = 3.0  # a loss above spike_factor x its running mean is logged as a spike
+    peak_tflops: float | None = None  # per device, for the MFU estimate; None: known GPUs, else no MFU
+    wandb_mode: WandbMode = WandbMode.OFFLINE
+    wandb_project: str = "nexa-spec"
 
     def validate(self, prefix: str = "train") -> None:
-        for name in ("micro_batch_size", "global_batch_size", "train_steps"):
+        for name in ("micro_batch_size", "global_batch_size", "train_steps", "log_interval", "eval_interval",
+                     "eval_batches", "save_interval", "keep_last", "max_bad_steps"):
             _require(getattr(self, name) >= 1, f"{prefix}.{name}", "must be >= 1")
         _require(self.global_batch_size % self.micro_batch_size == 0, f"{prefix}.global_batch_size",
                  f"{self.global_batch_size} is not a multiple of micro_batch_size={self.micro_batch_size}")
+        _require(0 < self.bad_step_lr_factor <= 1, f"{prefix}.bad_step_lr_factor", "must be in (0, 1]")
+        _require(self.spike_factor > 1, f"{prefix}.spike_factor", "must be > 1")
 
 
 @dataclass

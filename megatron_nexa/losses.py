@@ -48,3 +48,26 @@ def weighted_total(terms: dict[str, torch.Tensor], cfg: LossConfig) -> torch.Ten
     if not present:
         raise ValueError("no loss term to optimise: terms were " + ", ".join(terms))
     return torch.stack(present).sum()
+
+
+def pretraining_terms(batch, out, cfg: LossConfig) -> dict[str, torch.Tensor]:
+    """All named terms for one batch (``data.batch.Batch``) and model output (``PretrainingOutput``).
+
+    The total includes ``0 x`` every head output that no term used this batch, so each parameter is in the
+    graph on every rank and step: ZeRO-3's partitioned gradient reduction expects that.
+    """
+    from megatron_nexa.tokens import TokenType
+
+    masked = batch.token_type == TokenType.MASK
+    terms = masked_peak_terms(out.mz_logits, out.intensity_logits, batch.mz_target[masked],
+                              batch.intensity_target[masked])
+    unused = [out.retention_logit.sum(), out.contrastive.sum()]
+    if cfg.retention_order > 0 and batch.is_pair.any():
+        terms.update(retention_order_terms(out.retention_logit[batch.is_pair], batch.ro_label[batch.is_pair]))
+    views = torch.nonzero(batch.view_group >= 0).flatten()
+    if cfg.contrastive > 0 and len(views) >= 4:
+        order = views[torch.argsort(batch.view_group[views], stable=True)]
+        z = out.contrastive[order]
+        terms.update(info_nce(z[0::2], z[1::2], cfg.contrastive_temperature))
+    terms["loss"] = weighted_total(terms, cfg) + 0.0 * torch.stack(unused).sum()
+    return terms

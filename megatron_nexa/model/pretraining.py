@@ -1,6 +1,6 @@
 """Encoder + pretraining heads. The encoder is either ``NexaEncoder`` (megatron-core, training) or
 ``ReferenceEncoder`` (plain PyTorch, export): both take the same state dict."""
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -10,8 +10,9 @@ from megatron_nexa.model.heads import ContrastiveHead, MaskedPeakHead, Retention
 from megatron_nexa.tokens import TokenType
 
 
-@dataclass
-class PretrainingOutput:
+class PretrainingOutput(NamedTuple):
+    """A NamedTuple, so DeepSpeed ZeRO-3's module hooks can see the tensors inside."""
+
     hidden: torch.Tensor  # [b, s, h]
     cls: torch.Tensor  # [b, h]
     mz_logits: torch.Tensor  # [n_masked, mz_bins], masked tokens in row-major order

@@ -1,0 +1,65 @@
+"""The DeepSpeed config, reconciled with the run config: one truth for batch sizes and clipping.
+
+Batch sizes and ``gradient_clipping`` come from the YAML; in the JSON they may be "auto" (filled in)
+or absent, and a different number is an error naming both values. The optimiser and LR schedule are
+built from ``optim.*`` (weight-decay groups, the card's cosine), so the JSON must not define them.
+An ``activation_checkpointing`` section turns megatron-core's recompute on (``model.recompute``, full by
+default): megatron's own recompute is the simplest correct path under ZeRO-3 (platform notes).
+"""
+import copy
+import json
+from pathlib import Path
+
+from megatron_nexa.config import ConfigError, Recompute, RunConfig
+
+
+def load_ds_config(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"DeepSpeed config not found: {p}")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{p}: not valid JSON ({e})") from None
+
+
+def reconcile(ds: dict, cfg: RunConfig, dp_size: int, source: str = "ds_config") -> tuple[dict, RunConfig]:
+    """Return the DeepSpeed dict to pass to ``deepspeed.initialize`` and the (possibly updated) run config."""
+    ds, cfg = copy.deepcopy(ds), copy.deepcopy(cfg)
+    t = cfg.train
+    per_step = t.micro_batch_size * dp_size
+    if t.global_batch_size % per_step:
+        raise ConfigError(f"train.global_batch_size={t.global_batch_size} is not a multiple of micro_batch_size "
+                          f"({t.micro_batch_size}) x data-parallel size ({dp_size}) = {per_step}")
+    wanted = {"train_micro_batch_size_per_gpu": t.micro_batch_size,
+              "gradient_accumulation_steps": t.global_batch_size // per_step,
+              "train_batch_size": t.global_batch_size,
+              "gradient_clipping": cfg.optim.grad_clip}
+    yaml_name = {"train_micro_batch_size_per_gpu": "train.micro_batch_size",
+                 "gradient_accumulation_steps": "train.global_batch_size / (micro_batch_size x dp size)",
+                 "train_batch_size": "train.global_batch_size", "gradient_clipping": "optim.grad_clip"}
+    for key, value in wanted.items():
+        given = ds.get(key, "auto")
+        if given != "auto" and float(given) != float(value):
+            raise ConfigError(f"{source}: {key}={given} disagrees with {yaml_name[key]}={value} "
+                              f"(dp size {dp_size}); set it to \"auto\" or make them agree")
+        ds[key] = value
+    for key in ("optimizer", "scheduler"):
+        if key in ds:
+            raise ConfigError(f"{source}: remove the {key!r} section: the optimiser and LR schedule are built "
+                              f"from optim.* in the run config (AdamW with weight-decay groups, warmup + cosine)")
+    if "activation_checkpointing" in ds:
+        ds.pop("activation_checkpointing")
+        if cfg.model.recompute == Recompute.NONE:
+            cfg.model.recompute = Recompute.FULL
+    ds.setdefault("steps_per_print", 10**9)  # we log ourselves
+    ds.setdefault("wall_clock_breakdown", False)
+    return ds, cfg
+
+
+def zero_stage(ds: dict) -> int:
+    return int(ds.get("zero_optimization", {}).get("stage", 0))
+
+
+def bf16_enabled(ds: dict) -> bool:
+    return bool(ds.get("bf16", {}).get("enabled", False))

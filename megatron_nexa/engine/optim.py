@@ -1,0 +1,69 @@
+"""AdamW with the card's settings, and linear warmup followed by cosine decay (card §6.4)."""
+import math
+
+import torch
+
+from megatron_nexa.config import OptimConfig
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices only: not on biases, norms or the input embeddings."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or "norm" in name or ".embedding." in f".{name}":
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                             eps=cfg.eps, fused=torch.cuda.is_available())
+
+
+class WarmupCosine:
+    """lr(step) = scale x (peak·step/warmup during warmup, then cosine from peak to min_lr at total_steps).
+
+    ``scale`` starts at 1 and is lowered after non-finite steps; it is part of the state dict.
+    """
+
+    def __init__(self, optimizer, cfg: OptimConfig, total_steps: int):
+        self.optimizer, self.cfg, self.total = optimizer, cfg, total_steps
+        self.step_count, self.scale = 0, 1.0
+        self._apply()
+
+    def lr_at(self, step: int) -> float:
+        c = self.cfg
+        if c.warmup_steps and step < c.warmup_steps:
+            lr = c.lr * (step + 1) / c.warmup_steps
+        else:
+            span = max(1, self.total - c.warmup_steps)
+            progress = min(1.0, (step - c.warmup_steps) / span)
+            lr = c.min_lr + 0.5 * (c.lr - c.min_lr) * (1 + math.cos(math.pi * progress))
+        return lr * self.scale
+
+    def _apply(self):
+        lr = self.lr_at(self.step_count)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def step(self, *args, **kwargs):
+        self.step_count += 1
+        self._apply()
+
+    def lower(self, factor: float):
+        self.scale *= factor
+        self._apply()
+
+    def get_last_lr(self) -> list[float]:
+        return [self.lr_at(self.step_count)]
+
+    def state_dict(self) -> dict:
+        return {"step_count": self.step_count, "scale": self.scale}
+
+    def load_state_dict(self, state: dict):
+        self.step_count, self.scale = state["step_count"], state["scale"]
+        self._apply()

@@ -1,0 +1,68 @@
+"""Build everything a run needs, in order: process group → megatron parallel state → model (under
+ZeRO-3's partitioned init) → AdamW + schedule → DeepSpeed engine. One config object flows down."""
+import os
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from megatron_nexa.config import RunConfig
+from megatron_nexa.engine.ds_config import bf16_enabled, load_ds_config, reconcile, zero_stage
+from megatron_nexa.engine.optim import WarmupCosine, build_optimizer
+from megatron_nexa.model.encoder import NexaEncoder
+from megatron_nexa.model.pretraining import NexaSpecForPretraining
+
+
+@dataclass
+class Built:
+    cfg: RunConfig
+    engine: object  # deepspeed.DeepSpeedEngine
+    scheduler: WarmupCosine
+    device: torch.device
+    ds_config: dict
+
+
+# Known, harmless warnings from inside DeepSpeed / megatron-core that would flood every rank's log.
+for message in (r"`torch.distributed.(all_gather_into_tensor|reduce_scatter_tensor)` is deprecated",
+                r"full scope is deprecated", r".*Transformer Engine and Apex are not installed.*"):
+    warnings.filterwarnings("ignore", message=message)
+
+
+def init_distributed(seed: int) -> None:
+    """DeepSpeed's process group (gloo on CPU, NCCL on GPUs), then megatron's parallel state on it."""
+    import deepspeed
+
+    from megatron_nexa.engine.distributed import init_parallel
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        # the shared-memory comm extension would be JIT-compiled (30-80 s) on first init; gloo is enough
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    if "RANK" not in os.environ:  # plain `python pretrain_nexa.py`: a group of one
+        from megatron_nexa.engine.distributed import _free_port
+
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    if not dist.is_initialized():
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+    init_parallel(seed)
+
+
+def build(cfg: RunConfig, ds_config_path: str) -> Built:
+    import deepspeed
+
+    init_distributed(cfg.train.seed)
+    ds, cfg = reconcile(load_ds_config(ds_config_path), cfg, dist.get_world_size(), source=str(ds_config_path))
+    dtype = torch.bfloat16 if bf16_enabled(ds) else torch.float32
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+    with deepspeed.zero.Init(config_dict_or_path=ds, enabled=zero_stage(ds) == 3):
+        model = NexaSpecForPretraining(cfg.model, NexaEncoder(cfg.model, params_dtype=dtype))
+    if dtype == torch.bfloat16 and zero_stage(ds) != 3:
+        model = model.to(torch.bfloat16)  # megatron's torch-norm fallback is built in fp32
+    optimizer = build_optimizer(model, cfg.optim)
+    engine, _, _, scheduler = deepspeed.initialize(
+        model=model, optimizer=optimizer, config=ds,
+        lr_scheduler=lambda opt: WarmupCosine(opt, cfg.optim, cfg.train.train_steps))
+    torch.manual_seed(cfg.train.seed + dist.get_rank())  # dropout differs across ranks
+    return Built(cfg, engine, scheduler, torch.device(engine.device), ds)

@@ -1,0 +1,216 @@
+"""The pretraining loop on a DeepSpeed engine: step, monitor, evaluate, checkpoint, survive failures.
+
+Same code on 2 CPU processes (gloo) and on 16 H100s (NCCL). Per optimiser step: ``accum`` micro-batches
+(forward, named loss terms, backward) then the update; non-finite gradients make DeepSpeed's ZeRO
+optimiser discard the update (``was_step_applied``), after which we lower the LR and, after
+``train.max_bad_steps`` in a row, stop with a clear error. SIGTERM/SIGUSR1 (Slurm pre-emption) save a
+checkpoint and end the run cleanly; the next start resumes from ``latest``.
+"""
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from megatron_nexa.config import RunConfig
+from megatron_nexa.data.batch import Batch
+from megatron_nexa.data.loader import build_dataset, build_loader
+from megatron_nexa.engine.checkpoint import Checkpointer
+from megatron_nexa.engine.monitor import Monitor, device_peak_tflops, model_flops_per_step
+from megatron_nexa.engine.setup import Built, build
+from megatron_nexa.losses import pretraining_terms
+from megatron_nexa.tokens import TokenType
+
+class TrainingAborted(RuntimeError):
+    """Too many consecutive non-finite steps: lower optim.lr or look at the data."""
+
+
+@dataclass
+class State:
+    step: int = 0
+    consumed_samples: int = 0
+    bad_steps: int = 0
+    loss_ema: float | None = None
+    target_hist: list = field(default_factory=list)  # masked m/z targets seen in training (frequency prior)
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, ds_config: str):
+        self.built: Built = build(cfg, ds_config)
+        self.cfg, self.engine = self.built.cfg, self.built.engine
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.run_dir = Path(self.cfg.train.run_dir)
+        self.monitor = Monitor(self.cfg, self.run_dir, enabled=self.rank == 0)
+        self.ckpt = Checkpointer(self.run_dir, self.cfg.train.keep_last)
+        self.state = State(target_hist=[0] * self.cfg.model.mz_bins)
+        client = self.ckpt.load(self.engine)
+        if client is not None:
+            self.state = State(**client["trainer"])
+        self.target_hist = torch.tensor(self.state.target_hist, dtype=torch.float64)
+        if client is not None:
+            self.monitor.event(self.state.step, "resume", f"from {self.ckpt.latest_tag()} "
+                                                          f"({self.state.consumed_samples:,} samples consumed)")
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.cfg.save(self.run_dir / "config.yaml")
+        self.train_set = build_dataset(self.cfg, self.cfg.data.train_split)
+        self.valid_set = build_dataset(self.cfg, self.cfg.data.valid_split)
+        self.stop_requested = False
+
+    # --- one step -------------------------------------------------------------------------------------
+    def _micro_step(self, batch: Batch) -> dict[str, float]:
+        batch = batch.to(self.built.device)
+        out = self.engine(*batch.model_inputs())
+        terms = pretraining_terms(batch, out, self.cfg.loss)
+        self.engine.backward(terms["loss"])
+        self.engine.step()
+        targets = batch.mz_target[batch.token_type == TokenType.MASK]
+        self.target_hist += torch.bincount(targets[targets >= 0].cpu(), minlength=self.cfg.model.mz_bins)
+        values = {k: float(v.detach().float()) for k, v in terms.items()}
+        values["embedding_variance"] = float(out.cls.detach().float().var(0).mean())
+        values["tokens"] = float((batch.token_type != TokenType.PAD).sum())
+        values["rows"] = float(len(batch))
+        return values
+
+    @staticmethod
+    def _reduce(window: dict[str, list[float]]) -> dict[str, float]:
+        """Means over micro-batches and ranks; ``tokens`` and ``rows`` are totals."""
+        keys = sorted(window)
+        t = torch.tensor([window[k][0] for k in keys] + [window[k][1] for k in keys], dtype=torch.float64)
+        dist.all_reduce(t)
+        n = len(keys)
+        return {k: t[i].item() if k in ("tokens", "rows") else (t[i] / t[n + i]).item() if t[n + i] > 0
+                else float("nan") for i, k in enumerate(keys)}
+
+    def train(self) -> State:
+        cfg, st = self.cfg, self.state
+        accum = self.engine.gradient_accumulation_steps()
+        loader = iter(build_loader(self.train_set, cfg, self.rank, self.world, st.consumed_samples))
+        self._install_signal_handlers()
+        window, t_window, last_log = {}, time.perf_counter(), st.step
+        while st.step < cfg.train.train_steps:
+            losses = []
+            for _ in range(accum):
+                values = self._micro_step(next(loader))
+                losses.append(values["loss"])
+                for k, v in values.items():
+                    if math.isfinite(v):
+                        acc = window.setdefault(k, [0.0, 0.0])
+                        acc[0] += v
+                        acc[1] += 1
+            st.step += 1
+            st.consumed_samples += cfg.train.global_batch_size
+            self._after_step(self.engine.was_step_applied(), sum(losses) / len(losses))
+            if st.step % cfg.train.log_interval == 0 or st.step == cfg.train.train_steps:
+                self._log(self._reduce(window), time.perf_counter() - t_window, st.step - last_log)
+                window, t_window, last_log = {}, time.perf_counter(), st.step
+            if st.step % cfg.train.eval_interval == 0:
+                self.evaluate()
+            stop = self._stop_agreed()
+            if stop or st.step % cfg.train.save_interval == 0 or st.step == cfg.train.train_steps:
+                self.save()
+            if stop:
+                self.monitor.event(st.step, "preempted", "signal received: checkpoint saved, exiting")
+                break
+        if st.step == cfg.train.train_steps and st.step % cfg.train.eval_interval:
+            self.evaluate()
+        return st
+
+    def _after_step(self, applied: bool, loss: float) -> None:
+        st, t = self.state, self.cfg.train
+        if not applied or not math.isfinite(loss):
+            st.bad_steps += 1
+            self.built.scheduler.lower(t.bad_step_lr_factor)
+            self.monitor.event(st.step, "skipped_step",
+                               f"non-finite loss/gradients (loss={loss}); update skipped, LR x{t.bad_step_lr_factor} "
+                               f"-> {self.built.scheduler.get_last_lr()[0]:.3g} ({st.bad_steps} in a row)")
+            if st.bad_steps >= t.max_bad_steps:
+                raise TrainingAborted(f"{st.bad_steps} consecutive non-finite steps at step {st.step}: lower optim.lr "
+                                      f"or check the data (metrics: {self.run_dir / 'metrics.jsonl'})")
+            return
+        st.bad_steps = 0
+        if st.loss_ema is not None and loss > t.spike_factor * st.loss_ema:
+            self.monitor.event(st.step, "loss_spike", f"loss {loss:.4f} > {t.spike_factor} x running mean "
+                                                      f"{st.loss_ema:.4f}")
+        st.loss_ema = loss if st.loss_ema is None else 0.98 * st.loss_ema + 0.02 * loss
+
+    def _log(self, m: dict, seconds: float, steps: int) -> None:
+        st, cfg = self.state, self.cfg
+        step_time = seconds / max(steps, 1)
+        rows = cfg.train.global_batch_size
+        flops = model_flops_per_step(cfg, rows, cfg.model.max_peaks + 2)
+        peak = device_peak_tflops(cfg)
+        m = dict(m, lr=self.built.scheduler.get_last_lr()[0], grad_norm=self.engine.get_global_grad_norm() or float("nan"),
+                 step_time=step_time, tokens_per_s=m.pop("tokens", 0.0) / max(seconds, 1e-9),
+                 consumed_samples=st.consumed_samples, mfu=flops / step_time / (peak * 1e12 * self.world) if peak else None)
+        eta = (cfg.train.train_steps - st.step) * step_time
+        line = (f"step {st.step}/{cfg.train.train_steps} loss {m['loss']:.4f} mz {m['masked_mz']:.3f} "
+                f"(acc {m['masked_mz_acc']:.3f}) int {m['masked_intensity']:.3f} ro {m.get('retention_order', float('nan')):.3f} "
+                f"(acc {m.get('retention_order_acc', float('nan')):.3f}) lr {m['lr']:.2e} gnorm {m['grad_norm']:.3f} "
+                f"{m['tokens_per_s']:,.0f} tok/s" + (f" mfu {m['mfu']:.1%}" if m["mfu"] else "") + f" eta {eta / 60:.1f} min")
+        self.monitor.log(st.step, {k: v for k, v in m.items() if k not in ("rows",) and v is not None}, line)
+
+    # --- evaluation -------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Masked-peak loss and accuracy on the validation split, beside a frequency-prior baseline."""
+        self.engine.eval()
+        loader = iter(build_loader(self.valid_set, self.cfg, self.rank, self.world, 0, train=False))
+        hist = self.target_hist.clone()
+        dist.all_reduce(hist)
+        prior = (hist + 1) / (hist + 1).sum()  # add-one smoothing: the frequency prior over m/z bins
+        mode = int(torch.argmax(hist))
+        sums = torch.zeros(5, dtype=torch.float64)  # loss*n, correct, n, prior nll*n, prior correct
+        for _ in range(self.cfg.train.eval_batches):
+            batch = next(loader).to(self.built.device)
+            out = self.engine(*batch.model_inputs())
+            masked = batch.token_type == TokenType.MASK
+            target = batch.mz_target[masked]
+            keep = target >= 0
+            logits, target = out.mz_logits[keep].float(), target[keep]
+            n = len(target)
+            if n == 0:
+                continue
+            sums += torch.tensor([
+                float(torch.nn.functional.cross_entropy(logits, target, reduction="sum")),
+                float((logits.argmax(-1) == target).sum()), n,
+                float(-torch.log(prior[target.cpu()]).sum()), float((target == mode).sum())], dtype=torch.float64)
+        dist.all_reduce(sums)
+        self.engine.train()
+        n = max(sums[2].item(), 1)
+        result = {"val_masked_mz": sums[0].item() / n, "val_masked_mz_acc": sums[1].item() / n,
+                  "val_prior_masked_mz": sums[3].item() / n, "val_prior_masked_mz_acc": sums[4].item() / n,
+                  "val_masked_tokens": n}
+        self.monitor.log(self.state.step, result,
+                         f"[eval step {self.state.step}] val masked m/z: loss {result['val_masked_mz']:.4f} "
+                         f"acc {result['val_masked_mz_acc']:.3f} | frequency prior: loss "
+                         f"{result['val_prior_masked_mz']:.4f} acc {result['val_prior_masked_mz_acc']:.3f} "
+                         f"({int(n):,} masked peaks)")
+        self.last_eval = result
+        return result
+
+    # --- checkpoints and signals -------------------------------------------------------------------------
+    def save(self) -> None:
+        self.state.target_hist = self.target_hist.tolist()
+        tag = self.ckpt.save(self.engine, self.state.step, {"trainer": vars(self.state).copy()}, self.cfg)
+        self.monitor.event(self.state.step, "checkpoint", str(self.ckpt.dir / tag))
+
+    def _install_signal_handlers(self) -> None:
+        def request_stop(signum, frame):
+            self.stop_requested = True
+
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, request_stop)
+
+    def _stop_agreed(self) -> bool:
+        flag = torch.tensor([1.0 if self.stop_requested else 0.0])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def close(self) -> None:
+        self.monitor.close()
+        dist.barrier()
+        dist.destroy_process_group()
