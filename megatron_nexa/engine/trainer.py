@@ -24,6 +24,11 @@ from megatron_nexa.engine.setup import Built, build
 from megatron_nexa.losses import pretraining_terms
 from megatron_nexa.tokens import TokenType
 
+# Reduced across ranks in this fixed order (a rank whose batch had no pairs contributes count 0).
+METRICS = ("loss", "masked_mz", "masked_intensity", "masked_mz_acc", "masked_intensity_acc", "retention_order",
+           "retention_order_acc", "contrastive", "contrastive_acc", "embedding_variance", "tokens", "rows")
+
+
 class TrainingAborted(RuntimeError):
     """Too many consecutive non-finite steps: lower optim.lr or look at the data."""
 
@@ -77,13 +82,12 @@ class Trainer:
 
     @staticmethod
     def _reduce(window: dict[str, list[float]]) -> dict[str, float]:
-        """Means over micro-batches and ranks; ``tokens`` and ``rows`` are totals."""
-        keys = sorted(window)
-        t = torch.tensor([window[k][0] for k in keys] + [window[k][1] for k in keys], dtype=torch.float64)
+        """Means over micro-batches and ranks; ``tokens`` and ``rows`` are totals. Same shape on every rank."""
+        t = torch.tensor([window.get(k, (0.0, 0.0))[i] for i in (0, 1) for k in METRICS], dtype=torch.float64)
         dist.all_reduce(t)
-        n = len(keys)
+        n = len(METRICS)
         return {k: t[i].item() if k in ("tokens", "rows") else (t[i] / t[n + i]).item() if t[n + i] > 0
-                else float("nan") for i, k in enumerate(keys)}
+                else float("nan") for i, k in enumerate(METRICS)}
 
     def train(self) -> State:
         cfg, st = self.cfg, self.state
