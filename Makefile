@@ -26,6 +26,8 @@ demo: venv
 	$(PY) -m megatron_nexa.cli.preprocess $(MASSBANK)/*.mgf.gz --out $(DATA) --name massbank --version 1 --workers 2
 	$(PY) -m megatron_nexa.cli.dataset verify $(DATA)/massbank_v1
 	$(PY) -m megatron_nexa.cli.dataset stats $(DATA)/massbank_v1
+	OMP_NUM_THREADS=1 DS_ACCELERATOR=cpu $(VENV)/bin/deepspeed --num_gpus 2 --master_port 29517 pretrain_nexa.py \
+		--ds_config ds_configs/zero3_cpu.json --config configs/demo.yaml
 
 test: venv
 	DS_ACCELERATOR=cpu $(PY) -m pytest -q $(PYTEST_ARGS)

@@ -64,6 +64,7 @@ class Trainer:
         self.train_set = build_dataset(self.cfg, self.cfg.data.train_split)
         self.valid_set = build_dataset(self.cfg, self.cfg.data.valid_split)
         self.stop_requested = False
+        self.last_eval: dict | None = None
 
     # --- one step -------------------------------------------------------------------------------------
     def _micro_step(self, batch: Batch) -> dict[str, float]:
@@ -119,9 +120,27 @@ class Trainer:
             if stop:
                 self.monitor.event(st.step, "preempted", "signal received: checkpoint saved, exiting")
                 break
-        if st.step == cfg.train.train_steps and st.step % cfg.train.eval_interval:
-            self.evaluate()
+        if st.step == cfg.train.train_steps:
+            if self.last_eval is None or self.last_eval["step"] != st.step:
+                self.evaluate()
+            self._summary()
         return st
+
+    def _summary(self) -> None:
+        """Rank 0: the loss-curve PNG and the final validation numbers beside the frequency prior."""
+        if self.rank != 0:
+            return
+        try:
+            from megatron_nexa.plot import plot_metrics
+
+            png = plot_metrics(self.run_dir / "metrics.jsonl")
+        except ImportError:  # matplotlib is in the [dev] extra
+            png = None
+        e = self.last_eval
+        print(f"final (step {self.state.step}): val masked m/z accuracy {e['val_masked_mz_acc']:.4f} vs frequency prior "
+              f"{e['val_prior_masked_mz_acc']:.4f}; cross-entropy {e['val_masked_mz']:.4f} vs "
+              f"{e['val_prior_masked_mz']:.4f}\ncheckpoint: {self.ckpt.dir / self.ckpt.latest_tag()}\n"
+              f"loss curves: {png or '(install matplotlib)'}", flush=True)
 
     def _after_step(self, applied: bool, loss: float) -> None:
         st, t = self.state, self.cfg.train
@@ -187,8 +206,8 @@ class Trainer:
         n = max(sums[2].item(), 1)
         result = {"val_masked_mz": sums[0].item() / n, "val_masked_mz_acc": sums[1].item() / n,
                   "val_prior_masked_mz": sums[3].item() / n, "val_prior_masked_mz_acc": sums[4].item() / n,
-                  "val_masked_tokens": n}
-        self.monitor.log(self.state.step, result,
+                  "val_masked_tokens": n, "step": self.state.step}
+        self.monitor.log(self.state.step, {k: v for k, v in result.items() if k != "step"},
                          f"[eval step {self.state.step}] val masked m/z: loss {result['val_masked_mz']:.4f} "
                          f"acc {result['val_masked_mz_acc']:.3f} | frequency prior: loss "
                          f"{result['val_prior_masked_mz']:.4f} acc {result['val_prior_masked_mz_acc']:.3f} "
