@@ -50,8 +50,12 @@ def save_state(state: dict, cfg: ModelConfig, out: str | Path) -> Path:
         torch.save(state, out)
     else:
         raise ValueError(f"{out}: expected a .pt or .safetensors file name")
-    (out.parent / CONFIG_NAME).write_text(json.dumps(_plain(cfg), indent=1))
+    write_config(cfg, out.parent)
     return out
+
+
+def write_config(cfg: ModelConfig, directory: Path) -> None:
+    (Path(directory) / CONFIG_NAME).write_text(json.dumps(_plain(cfg), indent=1))
 
 
 def load_state(path: str | Path) -> tuple[dict, ModelConfig]:

@@ -5,10 +5,12 @@ is materialised, converted and written before the next, so peak memory stays nea
 """
 from pathlib import Path
 
+import torch
 import yaml
 
 from megatron_nexa.config import model_config_from_dict
-from megatron_nexa.convert.state import check_keys, save_state
+from megatron_nexa.convert.safetensors_stream import Entry, write_safetensors
+from megatron_nexa.convert.state import check_keys, save_state, write_config
 from megatron_nexa.model.layer_specs import canonical_state_dict
 
 
@@ -23,7 +25,8 @@ def resolve_tag(ckpt_dir: Path, tag: str | None) -> str:
 
 
 def zero_to_torch(ckpt_dir: str | Path, out: str | Path, tag: str | None = None) -> Path:
-    """``ckpt_dir``: a run's ``checkpoints/`` directory (or the run directory itself)."""
+    """``ckpt_dir``: a run's ``checkpoints/`` directory (or the run directory itself). ``out``: ``.safetensors``
+    (streamed, one tensor in memory at a time) or ``.pt`` (torch.save needs the whole dict in memory)."""
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
     ckpt_dir = Path(ckpt_dir)
@@ -34,38 +37,22 @@ def zero_to_torch(ckpt_dir: str | Path, out: str | Path, tag: str | None = None)
     if not config_file.exists():
         raise FileNotFoundError(f"{config_file}: the run config is saved beside every checkpoint; it is missing")
     cfg = model_config_from_dict(yaml.safe_load(config_file.read_text())["model"])
-    lazy = get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag, lazy_mode=True)
-    state = canonical_state_dict({k: _Materialise(v) for k, v in lazy.items()})
-    check_keys({k: _Shape(v) for k, v in state.items()}, cfg, f"{ckpt_dir / tag}")
-    return save_state(_StreamingDict(state), cfg, out)
+    lazy = canonical_state_dict(get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag, lazy_mode=True))
+    check_keys({k: _Shape(v.shape) for k, v in lazy.items()}, cfg, str(ckpt_dir / tag))
+    out = Path(out)
+    if out.suffix == ".safetensors":
+        entries = [Entry(k, tuple(v.shape), torch.float32, (lambda v=v: _fp32(v))) for k, v in lazy.items()]
+        write_safetensors(entries, out)
+        write_config(cfg, out.parent)
+        return out
+    return save_state({k: _fp32(v) for k, v in lazy.items()}, cfg, out)
+
+
+def _fp32(lazy) -> torch.Tensor:
+    t = lazy.contiguous() if not isinstance(lazy, torch.Tensor) else lazy
+    return t.float() if t.is_floating_point() else t
 
 
 class _Shape:
-    def __init__(self, lazy):
-        self.shape = tuple(lazy.shape)
-
-
-class _Materialise:
-    """Wraps DeepSpeed's lazy tensor: shape without data, data on demand."""
-
-    def __init__(self, lazy):
-        self.lazy, self.shape = lazy, tuple(lazy.shape)
-
-    def tensor(self):
-        t = self.lazy.contiguous() if hasattr(self.lazy, "contiguous") else self.lazy
-        return t.float() if t.is_floating_point() else t
-
-
-class _StreamingDict(dict):
-    """A dict whose values turn into tensors when read, and are dropped by the writer as it goes."""
-
-    def __init__(self, lazy: dict):
-        super().__init__(lazy)
-
-    def items(self):
-        for k in list(self.keys()):
-            yield k, self[k]
-
-    def __getitem__(self, key):
-        value = super().__getitem__(key)
-        return value.tensor() if isinstance(value, _Materialise) else value
+    def __init__(self, shape):
+        self.shape = tuple(shape)

@@ -34,10 +34,19 @@ def violations(folder: str, forbidden: tuple[str, ...]) -> list[str]:
 @pytest.mark.parametrize("folder, forbidden", [
     ("data", ("megatron_nexa.model", "megatron_nexa.engine", "megatron_nexa.convert", "deepspeed", "megatron")),
     ("model", ("deepspeed", "megatron_nexa.engine", "megatron_nexa.data", "megatron_nexa.convert")),
-    ("convert", ("megatron_nexa.engine", "megatron_nexa.data", "deepspeed")),
 ])
 def test_import_direction(folder, forbidden):
     assert violations(folder, forbidden) == []
+
+
+def test_convert_imports_only_config_and_model():
+    allowed = ("megatron_nexa.config", "megatron_nexa.model", "megatron_nexa.convert")
+    for path in sorted((PKG / "convert").rglob("*.py")):
+        for name in imports_of(path):
+            if name.startswith("megatron_nexa"):
+                assert name.startswith(allowed), f"{path.name} imports {name}"
+            if name.startswith("deepspeed"):  # DeepSpeed's own ZeRO consolidation, and nowhere else
+                assert path.name == "zero_to_torch.py", f"{path.name} imports {name}"
 
 
 def test_reference_encoder_needs_no_megatron():

@@ -1,0 +1,115 @@
+"""``embed()``: spectra in, ``[CLS]`` embeddings out, with the training preprocessing.
+
+Accepts MGF/mzML paths, ``(mz, intensity, precursor_mz)`` tuples, or matchms ``Spectrum`` objects, and a
+model: a Hugging Face folder written by ``nexa-convert to-hf``, or a loaded model. Peaks go through the
+same filters as preprocessing (settings from the model's config; ``min_peaks`` is not applied, so every
+spectrum with at least one valid peak is embedded) and the same tokenisation as training. Rows come back
+in input order; a spectrum with no valid peak (or an unreadable record) gets a row of NaN, and a warning
+says how many and which.
+"""
+import dataclasses
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from megatron_nexa.data.filters import PreprocessSettings, filter_chunk
+from megatron_nexa.data.readers import Unit, detect_format, read_unit
+from megatron_nexa.data.spectrum import SpectraChunk, pad_peak_lists
+from megatron_nexa.data.tokenize import single_row
+
+
+def load_model(model, device="cpu"):
+    if isinstance(model, (str, Path)):
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(str(model), trust_remote_code=True)
+    return model.to(device).eval()
+
+
+def _settings(model) -> PreprocessSettings:
+    saved = dict(getattr(model.config, "preprocessing", None) or {})
+    known = {f.name for f in dataclasses.fields(PreprocessSettings)}
+    saved = {k: v for k, v in saved.items() if k in known}
+    if "split_fractions" in saved:
+        saved["split_fractions"] = tuple(saved["split_fractions"])
+    return dataclasses.replace(PreprocessSettings(**saved), min_peaks=1)
+
+
+def _chunks(spectra, chunk_size: int):
+    """Yield (SpectraChunk, n_unreadable) in input order."""
+    if isinstance(spectra, (str, Path)):
+        spectra = [spectra]
+    items = list(spectra)
+    if items and all(isinstance(s, (str, Path)) for s in items):
+        for path in items:
+            for chunk, rejects in read_unit(Unit(str(path), detect_format(str(path))), chunk_size):
+                yield chunk, rejects
+        return
+    for start in range(0, len(items), chunk_size):
+        mzs, ints, precs = [], [], []
+        for s in items[start:start + chunk_size]:
+            if hasattr(s, "peaks"):  # matchms Spectrum
+                mzs.append(np.asarray(s.peaks.mz, float))
+                ints.append(np.asarray(s.peaks.intensities, float))
+                precs.append(float(s.get("precursor_mz") or np.nan))
+            else:
+                mz, inten, prec = s
+                mzs.append(np.asarray(mz, float))
+                ints.append(np.asarray(inten, float))
+                precs.append(float(prec))
+        mz, inten, count = pad_peak_lists(mzs, ints)
+        yield SpectraChunk(mz, inten, count, np.asarray(precs)), []
+
+
+@torch.no_grad()
+def embed(spectra, model, batch_size: int = 64, device: str = "cpu", per_peak: bool = False, progress: bool = False):
+    """``[n, hidden]`` float32 array of ``[CLS]`` embeddings (and, with ``per_peak``, a list of
+    ``[n_peaks_i, hidden]`` arrays of the peak tokens, in m/z order)."""
+    model = load_model(model, device)
+    cfg = model.config
+    settings = _settings(model)
+    encoder = getattr(model, "encoder", model)
+    cls_rows, peak_rows, bad = [], [], []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(unit="spectra", desc="embed")
+    offset = 0
+    for chunk, unreadable in _chunks(spectra, 4096):
+        for record, reason in unreadable:
+            bad.append(f"{record}: {reason}")
+        filtered = filter_chunk(chunk, settings)
+        out = np.full((len(chunk), cfg.hidden_size), np.nan, np.float32)
+        peaks_out = [None] * len(chunk)
+        kept_rows = np.setdiff1d(np.arange(len(chunk)), filtered.rejected)
+        for r, why in zip(filtered.rejected, filtered.reasons):
+            bad.append(f"#{offset + r}: {why}")
+        k = filtered.chunk
+        for start in range(0, len(k), batch_size):
+            rows = [single_row(k.mz[i, :k.count[i]], k.intensity[i, :k.count[i]], float(k.precursor_mz[i]), cfg.max_peaks)
+                    for i in range(start, min(start + batch_size, len(k)))]
+            tensors = [torch.from_numpy(np.stack([getattr(r, f) for r in rows])).to(device)
+                       for f in ("token_type", "mz", "intensity", "segment")]
+            result = encoder(*tensors)
+            hidden = result.last_hidden_state if hasattr(result, "last_hidden_state") else result
+            dest = kept_rows[start:start + len(rows)]
+            out[dest] = hidden[:, 0].float().cpu().numpy()
+            if per_peak:
+                for j, row in enumerate(rows):
+                    n = int((row.token_type == 4).sum())  # TokenType.PEAK
+                    peaks_out[dest[j]] = hidden[j, 2:2 + n].float().cpu().numpy()
+        cls_rows.append(out)
+        peak_rows += peaks_out
+        offset += len(chunk)
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    if bad:
+        warnings.warn(f"{len(bad)} spectra could not be embedded (NaN rows): " + "; ".join(bad[:5])
+                      + (" …" if len(bad) > 5 else ""), stacklevel=2)
+    cls = np.concatenate(cls_rows) if cls_rows else np.zeros((0, cfg.hidden_size), np.float32)
+    return (cls, peak_rows) if per_peak else cls
