@@ -11,6 +11,7 @@ setup(
     description="Pretrain Nexa-Spec, an encoder-only transformer for MS/MS spectra, with megatron-core and DeepSpeed",
     python_requires=">=3.10",
     packages=find_packages(include=["megatron_nexa", "megatron_nexa.*"]),
+    package_data={"megatron_nexa.convert": ["hf_templates/*.txt"]},
     install_requires=[
         "torch>=2.4",  # CPU machines: torch==2.13.0, installed first (Makefile); clusters: their CUDA build
         "deepspeed>=0.19,<0.20",
@@ -36,6 +37,8 @@ setup(
             "nexa-plan=megatron_nexa.cli.plan:main",
             "nexa-preprocess=megatron_nexa.cli.preprocess:main",
             "nexa-dataset=megatron_nexa.cli.dataset:main",
+            "nexa-convert=megatron_nexa.cli.convert:main",
+            "nexa-embed=megatron_nexa.cli.embed:main",
         ],
     },
 )

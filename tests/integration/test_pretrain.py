@@ -155,3 +155,15 @@ def test_nan_steps_are_skipped_logged_and_lower_the_lr(massbank, tmp_path):
     assert all(v == v for s, v in losses.items() if s != 3), "training goes on with finite losses"
     aborted = drive(massbank, tmp_path / "nan2", "2,3,4", "train.train_steps=6", "train.max_bad_steps=3")
     assert "3 consecutive non-finite steps at step 4" in aborted["aborted"]
+
+
+def test_torchrun_launch(massbank, tmp_path):
+    run = tmp_path / "torchrun"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           *launch(massbank, run, "--train.train_steps=2", "--train.eval_interval=2", "--train.save_interval=2",
+                   procs=1)[1:]]
+    out = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    losses, _, _ = metrics(run)
+    assert sorted(losses) == [1, 2]
+    assert (run / "checkpoints/step_00000002/rng_rank00001.pt").exists()
