@@ -124,6 +124,8 @@ class Trainer:
             if self.last_eval is None or self.last_eval["step"] != st.step:
                 self.evaluate()
             self._summary()
+            if self.rank == 0:  # tells a requeueing job script that there is nothing left to do
+                (self.run_dir / "DONE").write_text(f"{st.step}\n")
         return st
 
     def _summary(self) -> None:

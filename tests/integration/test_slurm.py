@@ -1,0 +1,56 @@
+"""The project's own sbatch script on a real two-"node" Slurm cluster: 2 nodes x 1 CPU task, the tiny
+model on MassBank; both ranks train, a checkpoint is written, and a USR1 (pre-emption / time limit)
+makes the job save, requeue itself and resume from the checkpoint until it finishes."""
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO
+from tests.slurm_cluster import SlurmCluster, available
+
+pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = SlurmCluster(tmp_path / "slurm").start()
+    yield c
+    c.stop()
+
+
+def events(run_dir):
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_multinode_sbatch_trains_and_requeues(cluster, massbank, tmp_path):
+    run_dir = tmp_path / "run"
+    config = tmp_path / "run.yaml"
+    config.write_text(f"base: {REPO / 'configs/test_tiny.yaml'}\ndata:\n  sources:\n    - path: {massbank}\n")
+    env = {"CONFIG": str(config), "RUN_DIR": str(run_dir), "PYTHON": sys.executable,
+           "EXTRA_ARGS": "--train.train_steps=60 --train.save_interval=5 --train.eval_interval=1000",
+           "DS_ACCELERATOR": "cpu", "LOG_DIR": str(tmp_path / "logs")}
+    job = int(subprocess.run(["bash", "slurm/submit.sh", "cpu_test", "--parsable"], cwd=REPO, check=True,
+                             env={**cluster.env, **env}, capture_output=True, text=True).stdout.strip().split(";")[0])
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(e.get("step", 0) >= 8 and "loss" in e for e in events(run_dir)):
+        assert cluster.job(job).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), cluster.job(job)
+        time.sleep(0.5)
+    subprocess.run(["scancel", "--signal=USR1", str(job)], env=cluster.env, check=True)
+    info = cluster.wait(job, timeout=400)
+    log = "".join(p.read_text() for p in sorted((tmp_path / "logs").glob(f"nexa-cpu_test-{job}*")))
+    assert info["JobState"] == "COMPLETED", log[-4000:]
+    assert int(info.get("Restarts", 0)) >= 1, "the job did not requeue itself"
+    all_events = events(run_dir)
+    kinds = [e.get("event") for e in all_events]
+    assert "preempted" in kinds and "resume" in kinds
+    assert (run_dir / "DONE").read_text().strip() == "60"
+    assert {p.name for p in (run_dir / "checkpoints/step_00000060").glob("rng_rank*.pt")} == {
+        "rng_rank00000.pt", "rng_rank00001.pt"}, "both ranks trained and saved"
+    assert (run_dir / "hostfile").read_text().split() == ["n1", "slots=1", "n2", "slots=1"]
+    assert "requeueing job" in log and "training finished" in log
