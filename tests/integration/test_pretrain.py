@@ -167,3 +167,16 @@ def test_torchrun_launch(massbank, tmp_path):
     losses, _, _ = metrics(run)
     assert sorted(losses) == [1, 2]
     assert (run / "checkpoints/step_00000002/rng_rank00001.pt").exists()
+
+
+def test_local_launcher_script(massbank, tmp_path):
+    """slurm/launch.sh: the same run outside Slurm (torchrun here; deepspeed --hostfile with HOSTFILE)."""
+    config = tmp_path / "run.yaml"
+    config.write_text(f"base: {REPO / 'configs/test_tiny.yaml'}\ndata:\n  sources:\n    - path: {massbank}\n")
+    run = tmp_path / "local"
+    out = subprocess.run(["bash", "slurm/launch.sh", str(config), "ds_configs/zero3_cpu.json", "--train.train_steps=2",
+                          f"--train.run_dir={run}", "--train.eval_interval=2", "--train.save_interval=2"],
+                         cwd=REPO, env={**ENV, "GPUS": "2", "PATH": f"{sys.executable.rsplit('/', 1)[0]}:{os.environ['PATH']}"},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert (run / "DONE").exists() and (run / "checkpoints/step_00000002/rng_rank00001.pt").exists()
