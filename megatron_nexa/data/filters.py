@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from megatron_nexa.config import ConfigError
+from megatron_nexa.data.mixing import GOLDEN, mix64
 from megatron_nexa.data.spectrum import SpectraChunk, take_rows
 
 SPLITS = ("train", "val", "test")
@@ -116,16 +117,6 @@ def filter_chunk(chunk: SpectraChunk, s: PreprocessSettings) -> Filtered:
 
 # Keys of the NH universal hash (Black et al., UMAC): fixed, so hashes are stable across runs and machines.
 _KEYS = np.random.default_rng(0x6E657861).integers(0, 2**32, size=(4, 1024), dtype=np.uint64).astype(np.uint32)
-_M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser, elementwise on uint64 (wrapping arithmetic)."""
-    x = (x ^ (x >> np.uint64(30))) * _M1
-    x = (x ^ (x >> np.uint64(27))) * _M2
-    return x ^ (x >> np.uint64(31))
-
-
 def spectrum_hashes(chunk: SpectraChunk) -> np.ndarray:
     """64-bit hash of (precursor m/z, processed peaks) per spectrum, for exact-duplicate removal.
 
@@ -148,7 +139,7 @@ def spectrum_hashes(chunk: SpectraChunk) -> np.ndarray:
     with np.errstate(over="ignore"):
         h1, h2 = nh(0), nh(2)
         prec = chunk.precursor_mz.astype(np.float64).view(np.uint64)
-        return _mix(_mix(h1) ^ h2 ^ _mix(prec ^ (chunk.count.astype(np.uint64) * _GOLDEN)))
+        return mix64(mix64(h1) ^ h2 ^ mix64(prec ^ (chunk.count.astype(np.uint64) * GOLDEN)))
 
 
 def _column(chunk: SpectraChunk, name: str) -> np.ndarray:

@@ -17,7 +17,8 @@ from enum import IntEnum
 
 import numpy as np
 
-_M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
+from megatron_nexa.data.mixing import GOLDEN, mix64
+
 
 
 class Kind(IntEnum):
@@ -26,17 +27,11 @@ class Kind(IntEnum):
     VIEWS = 2
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    x = (x ^ (x >> np.uint64(30))) * _M1
-    x = (x ^ (x >> np.uint64(27))) * _M2
-    return x ^ (x >> np.uint64(31))
-
-
 def feistel_permute(x: np.ndarray, n: int, key: int, rounds: int = 4) -> np.ndarray:
     """A keyed bijection of ``[0, n)`` applied to ``x`` (balanced Feistel network + cycle walking)."""
     half = max(1, math.ceil(math.log2(max(n, 2)) / 2))
     mask = np.uint64((1 << half) - 1)
-    keys = _mix(np.arange(1, rounds + 1, dtype=np.uint64) * _GOLDEN + np.uint64(key % 2**64))
+    keys = mix64(np.arange(1, rounds + 1, dtype=np.uint64) * GOLDEN + np.uint64(key % 2**64))
     y = np.asarray(x, dtype=np.uint64).copy()
     with np.errstate(over="ignore"):
         todo = np.ones(len(y), bool)
@@ -44,7 +39,7 @@ def feistel_permute(x: np.ndarray, n: int, key: int, rounds: int = 4) -> np.ndar
             v = y[todo]
             left, right = v >> np.uint64(half), v & mask
             for k in keys:
-                left, right = right, left ^ (_mix(right * _GOLDEN + k) & mask)
+                left, right = right, left ^ (mix64(right * GOLDEN + k) & mask)
             y[todo] = (left << np.uint64(half)) | right
             todo = y >= np.uint64(n)  # outside [0, n): walk the cycle until back inside
     return y.astype(np.int64)

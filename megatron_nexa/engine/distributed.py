@@ -16,13 +16,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def default_to_single_process() -> None:
+    """Plain ``python`` (no launcher): the environment of a group of one, on a free local port."""
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+
+
 def init_process_group(backend: str | None = None) -> None:
     """Join the launcher's group (``RANK``/``WORLD_SIZE`` …) or form a one-process group."""
     if dist.is_initialized():
         return
-    if "RANK" not in os.environ:  # plain `python`: a group of one
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    default_to_single_process()
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))

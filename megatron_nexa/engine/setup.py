@@ -33,17 +33,13 @@ def init_distributed(seed: int) -> None:
     """DeepSpeed's process group (gloo on CPU, NCCL on GPUs), then megatron's parallel state on it."""
     import deepspeed
 
-    from megatron_nexa.engine.distributed import init_parallel
+    from megatron_nexa.engine.distributed import default_to_single_process, init_parallel
 
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
         # the shared-memory comm extension would be JIT-compiled (30-80 s) on first init; gloo is enough
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
-    if "RANK" not in os.environ:  # plain `python pretrain_nexa.py`: a group of one
-        from megatron_nexa.engine.distributed import _free_port
-
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    default_to_single_process()
     if not dist.is_initialized():
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     init_parallel(seed)

@@ -50,12 +50,10 @@ class Trainer:
         self.run_dir = Path(self.cfg.train.run_dir)
         self.monitor = Monitor(self.cfg, self.run_dir, enabled=self.rank == 0)
         self.ckpt = Checkpointer(self.run_dir, self.cfg.train.keep_last)
-        self.state = State(target_hist=[0] * self.cfg.model.mz_bins)
         client = self.ckpt.load(self.engine)
-        if client is not None:
-            self.state = State(**client["trainer"])
+        self.state = State(**client["trainer"]) if client else State(target_hist=[0] * self.cfg.model.mz_bins)
         self.target_hist = torch.tensor(self.state.target_hist, dtype=torch.float64)
-        if client is not None:
+        if client:
             self.monitor.event(self.state.step, "resume", f"from {self.ckpt.latest_tag()} "
                                                           f"({self.state.consumed_samples:,} samples consumed)")
         if self.rank == 0:
