@@ -77,20 +77,17 @@ def _to_hf(args) -> Path:
 
     source = Path(args.source)
     if source.is_dir():
-        import torch
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
         from megatron_nexa.config import model_config_from_dict
-        from megatron_nexa.convert.safetensors_stream import Entry
-        from megatron_nexa.convert.zero_to_torch import _fp32, resolve_tag
-        from megatron_nexa.model.layer_specs import canonical_state_dict
+        from megatron_nexa.convert.zero_to_torch import ReloadingSource, resolve_tag
 
         ckpt_dir = source / "checkpoints" if (source / "checkpoints").is_dir() else source
         tag = resolve_tag(ckpt_dir, args.tag)
         run_yaml, metrics, preprocessing = _run_context(ckpt_dir, tag)
         cfg = model_config_from_dict(yaml.safe_load(run_yaml)["model"])
-        lazy = canonical_state_dict(get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag, lazy_mode=True))
-        state = {k: Entry(k, tuple(v.shape), torch.float32, (lambda v=v: _fp32(v))) for k, v in lazy.items()}
+        reader = ReloadingSource(lambda: get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag, lazy_mode=True))
+        state = {e.name: e for e in reader.entries()}
         card = model_card(cfg, run_yaml, metrics)
     else:
         from megatron_nexa.convert.from_hf import EXTRA

@@ -1,8 +1,13 @@
 """A DeepSpeed checkpoint (ZeRO-1/2/3) → one fp32 state dict, streamed one tensor at a time.
 
-DeepSpeed's own consolidation reads the optimizer shards (memory-mapped) in lazy mode; each parameter
-is materialised, converted and written before the next, so peak memory stays near one model copy.
+DeepSpeed's own consolidation reads the optimizer shards memory-mapped, in lazy mode; each parameter is
+materialised, converted and written before the next. Pages of a memory map stay resident once read,
+so the maps are dropped and reopened after every ``reload_bytes`` of output: peak memory is about
+that budget plus the largest tensor, not a model copy.
 """
+import contextlib
+import gc
+import io
 from pathlib import Path
 
 import torch
@@ -37,15 +42,41 @@ def zero_to_torch(ckpt_dir: str | Path, out: str | Path, tag: str | None = None)
     if not config_file.exists():
         raise FileNotFoundError(f"{config_file}: the run config is saved beside every checkpoint; it is missing")
     cfg = model_config_from_dict(yaml.safe_load(config_file.read_text())["model"])
-    lazy = canonical_state_dict(get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag, lazy_mode=True))
-    check_keys({k: _Shape(v.shape) for k, v in lazy.items()}, cfg, str(ckpt_dir / tag))
+    source = ReloadingSource(lambda: get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag, lazy_mode=True))
+    check_keys({k: _Shape(shape) for k, shape in source.shapes.items()}, cfg, str(ckpt_dir / tag))
     out = Path(out)
     if out.suffix == ".safetensors":
-        entries = [Entry(k, tuple(v.shape), torch.float32, (lambda v=v: _fp32(v))) for k, v in lazy.items()]
-        write_safetensors(entries, out)
+        write_safetensors(source.entries(), out)
         write_config(cfg, out.parent)
         return out
-    return save_state({k: _fp32(v) for k, v in lazy.items()}, cfg, out)
+    return save_state({k: source.tensor(k) for k in source.shapes}, cfg, out)
+
+
+class ReloadingSource:
+    """Tensors of a lazy ZeRO state dict, re-opened every ``reload_bytes`` so read pages are released."""
+
+    def __init__(self, open_lazy, reload_bytes: int = 256 * 2**20):
+        self.open_lazy, self.reload_bytes = open_lazy, reload_bytes
+        self.lazy, self.used = None, 0
+        self._reopen()
+        self.shapes = {k: tuple(v.shape) for k, v in self.lazy.items()}
+
+    def _reopen(self):
+        self.lazy = None
+        gc.collect()  # the memory maps go with the last reference
+        with contextlib.redirect_stdout(io.StringIO()):  # DeepSpeed prints its progress each time
+            self.lazy = canonical_state_dict(self.open_lazy())
+        self.used = 0
+
+    def tensor(self, name: str) -> torch.Tensor:
+        if self.used >= self.reload_bytes:
+            self._reopen()
+        t = _fp32(self.lazy[name])
+        self.used += t.numel() * t.element_size()
+        return t
+
+    def entries(self) -> list[Entry]:
+        return [Entry(k, shape, torch.float32, (lambda k=k: self.tensor(k))) for k, shape in self.shapes.items()]
 
 
 def _fp32(lazy) -> torch.Tensor:
