@@ -10,12 +10,22 @@ warnings.filterwarnings("ignore", message=".*(Transformer Engine|Apex).*")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
+LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
 @pytest.fixture(scope="session")
 def parallel():
-    """A one-process gloo group with megatron parallel_state and the CPU shims."""
+    """A one-process gloo group with megatron parallel_state and the CPU shims. The launcher variables
+    it sets are removed again, so subprocesses started by later tests do not inherit this group's port."""
     from megatron_nexa.engine.distributed import init_parallel
 
+    before = {k: os.environ.get(k) for k in LAUNCH_VARS}
     init_parallel(seed=1234)
+    for k, v in before.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture

@@ -112,6 +112,12 @@ PartitionName=debug Nodes=n1,n2 Default=YES MaxTime=INFINITE State=UP
             time.sleep(0.5)
         raise TimeoutError(f"job {job_id} still {self.job(job_id).get('JobState')} after {timeout} s")
 
+    def logs(self, job_id: int, log_dir: Path) -> str:
+        """The job's own output and the daemons' logs, for a failing test's message."""
+        parts = [f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(Path(log_dir).glob(f"*-{job_id}*"))]
+        parts += [f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(self.root.glob("*.log"))]
+        return "\n".join(parts) or "(no logs)"
+
     def stop(self) -> None:
         subprocess.run(["scontrol", "shutdown"], env=self.env, capture_output=True)
         time.sleep(1)

@@ -39,12 +39,13 @@ def test_multinode_sbatch_trains_and_requeues(cluster, massbank, tmp_path):
                              env={**cluster.env, **env}, capture_output=True, text=True).stdout.strip().split(";")[0])
     deadline = time.time() + 240
     while time.time() < deadline and not any(e.get("step", 0) >= 8 and "loss" in e for e in events(run_dir)):
-        assert cluster.job(job).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), cluster.job(job)
+        state = cluster.job(job).get("JobState")
+        assert state in ("PENDING", "RUNNING", "CONFIGURING"), f"job {job} is {state}:\n{cluster.logs(job, tmp_path / 'logs')}"
         time.sleep(0.5)
     subprocess.run(["scancel", "--signal=USR1", str(job)], env=cluster.env, check=True)
     info = cluster.wait(job, timeout=400)
     log = "".join(p.read_text() for p in sorted((tmp_path / "logs").glob(f"nexa-cpu_test-{job}*")))
-    assert info["JobState"] == "COMPLETED", log[-4000:]
+    assert info["JobState"] == "COMPLETED", cluster.logs(job, tmp_path / "logs")
     assert int(info.get("Restarts", 0)) >= 1, "the job did not requeue itself"
     all_events = events(run_dir)
     kinds = [e.get("event") for e in all_events]
