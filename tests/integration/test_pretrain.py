@@ -109,7 +109,11 @@ DRIVER = textwrap.dedent("""
     cfg = load_config("configs/test_tiny.yaml", sys.argv[2:])
     trainer = Trainer(cfg, "ds_configs/zero3_cpu.json")
     mode = sys.argv[1]
-    if mode == "overfit":
+    if mode == "spike":
+        for loss in (1.0, 1.1, 0.9, 1.0, 5.0, 1.0):
+            trainer._after_step(True, loss)
+        print(json.dumps({"bad_steps": trainer.state.bad_steps, "ema": trainer.state.loss_ema}))
+    elif mode == "overfit":
         batch = next(iter(__import__("megatron_nexa.data.loader", fromlist=["x"]).build_loader(
             trainer.train_set, trainer.cfg, 0, 1)))
         losses = [trainer._micro_step(batch)["loss"] for _ in range(2 * 40)][1::2]  # accum 2: one update per 2
@@ -180,3 +184,11 @@ def test_local_launcher_script(massbank, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert (run / "DONE").exists() and (run / "checkpoints/step_00000002/rng_rank00001.pt").exists()
+
+
+def test_loss_spikes_are_logged(massbank, tmp_path):
+    result = drive(massbank, tmp_path / "spike", "spike", "train.spike_factor=3.0")
+    assert result["bad_steps"] == 0
+    _, events, _ = metrics(tmp_path / "spike")
+    spikes = [e for e in events if e["event"] == "loss_spike"]
+    assert len(spikes) == 1 and "loss 5.0000 > 3.0 x running mean" in spikes[0]["message"]
