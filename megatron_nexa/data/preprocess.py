@@ -92,7 +92,8 @@ def process_unit(args: tuple[int, Unit, PreprocessSettings, JobOptions, str]) ->
             meta.write_table(table)
         if meta is not None:
             meta.close()
-    result = {"unit": unit.name, **counts, "rejected_by_reason": dict(reasons)}
+    result = {"unit": unit.name, "records_in": 0, "peaks_in": 0, "peaks_out": 0, "kept": 0, **counts,
+              "rejected_by_reason": dict(reasons)}
     (tmp / "counts.json").write_text(json.dumps(result))
     os.replace(tmp, final)  # atomic: a unit directory is complete or absent
     return result

@@ -49,8 +49,7 @@ class Monitor:
     def log(self, step: int, metrics: dict, console: str | None = None):
         if not self.enabled:
             return
-        clean = {k: (float(v) if isinstance(v, (int, float)) and math.isfinite(float(v)) else
-                     (str(v) if not isinstance(v, (int, float)) else None)) for k, v in metrics.items()}
+        clean = {k: _json_value(v) for k, v in metrics.items()}
         self.jsonl.write(json.dumps({"step": step, "time": round(time.time(), 3), **clean}) + "\n")
         self.jsonl.flush()
         if self.wandb is not None:
@@ -71,6 +70,13 @@ class Monitor:
             self.jsonl.close()
         if self.wandb is not None:
             self.wandb.finish()
+
+
+def _json_value(v):
+    """Numbers as floats (NaN/inf as null, which JSON lacks), anything else as text."""
+    if isinstance(v, (int, float)):
+        return float(v) if math.isfinite(float(v)) else None
+    return str(v)
 
 
 def _wandb_id(run_dir: Path) -> str:

@@ -128,6 +128,15 @@ def test_gems_hdf5_round_trip(tmp_path):
     assert sum(len(r) for r in runs_per_split) == len(set().union(*runs_per_split))
 
 
+def test_empty_hdf5_is_reported(tmp_path):
+    with h5py.File(tmp_path / "empty.h5", "w") as f:
+        f.create_dataset("spectrum", shape=(0, 2, 8), dtype="f4")
+        f.create_dataset("precursor_mz", shape=(0,), dtype="f4")
+    m, root = build(tmp_path, [tmp_path / "empty.h5"])
+    assert (m.counts["records_in"], m.counts["written"], m.counts["rejected"]) == (1, 0, 1)
+    assert rejects(root) == [{"file": "empty.h5", "record": "-", "reason": "empty file: no rows"}]
+
+
 @pytest.mark.parametrize("mutate, message", [
     (lambda f: f.create_dataset("spectrum", data=np.zeros((4, 3, 8), "f4")), "must have shape (N, 2, P)"),
     (lambda f: (f.create_dataset("spectrum", data=np.zeros((4, 2, 8), "f4")),

@@ -46,6 +46,10 @@ def _strings(values: np.ndarray) -> np.ndarray:
 
 def read_rows(path: str, start: int, stop: int, rows: int) -> Iterator[tuple[SpectraChunk, list]]:
     source = Path(path).name
+    if stop <= start:  # a file with no rows: say so, like an empty MGF
+        empty = np.zeros((0, 0), np.float32)
+        yield SpectraChunk(empty, empty, np.zeros(0, np.int32), np.zeros(0)), [("-", "empty file: no rows")]
+        return
     with h5py.File(path, "r") as f:
         run_col = next((c for c in RUN_COLUMNS if c in f), None)
         for a in range(start, stop, rows):
