@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo eval test clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,11 @@ demo: venv
 	$(PY) -m megatron_nexa.cli.dataset stats $(DATA)/massbank_v1
 	OMP_NUM_THREADS=1 DS_ACCELERATOR=cpu $(VENV)/bin/deepspeed --num_gpus 2 --master_port 29517 pretrain_nexa.py \
 		--ds_config ds_configs/zero3_cpu.json --config configs/demo.yaml
+
+# After `make demo`: export the demo model and score fingerprint/RT heads on frozen features against baselines.
+eval: demo
+	$(PY) -m megatron_nexa.cli.convert to-hf runs/demo hf/demo
+	$(PY) -m megatron_nexa.cli.eval --model hf/demo --data $(DATA)/massbank_v1 --out runs/demo/eval.json
 
 test: venv
 	DS_ACCELERATOR=cpu $(PY) -m pytest -q $(PYTEST_ARGS)

@@ -39,6 +39,7 @@ setup(
             "nexa-dataset=megatron_nexa.cli.dataset:main",
             "nexa-convert=megatron_nexa.cli.convert:main",
             "nexa-embed=megatron_nexa.cli.embed:main",
+            "nexa-eval=megatron_nexa.cli.eval:main",
         ],
     },
 )

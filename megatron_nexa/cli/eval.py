@@ -1,0 +1,27 @@
+"""``nexa-eval --model HF_DIR --data VERSION_DIR``: fingerprint and RT heads on frozen features of the
+pretrained encoder, a random-init encoder and binned spectra, scored on the structure-disjoint test split."""
+import argparse
+import json
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="nexa-eval", description=__doc__)
+    p.add_argument("--model", required=True, help="a Hugging Face folder written by nexa-convert to-hf")
+    p.add_argument("--data", required=True, help="a dataset version (split by InChIKey block)")
+    p.add_argument("--max-train", type=int, default=20000)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--out", help="write the results as JSON here too")
+    args = p.parse_args(argv)
+    from megatron_nexa.eval.run import evaluate, render
+
+    results = evaluate(args.model, args.data, args.max_train, args.epochs)
+    print(render(results))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

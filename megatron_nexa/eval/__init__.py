@@ -1,0 +1,1 @@
+"""Evaluation of the pretrained encoder against the baselines practitioners use."""

@@ -1,0 +1,23 @@
+"""Inputs for the heads: encoder embeddings, or the binned-spectrum vector of the classic baseline."""
+import numpy as np
+
+from megatron_nexa.data.source import SpectraSource
+
+
+def spectra(source: SpectraSource, indices: np.ndarray) -> list[tuple]:
+    out = []
+    for i in indices:
+        mz, inten = source.peaks(int(i))
+        out.append((np.asarray(mz), np.asarray(inten), float(source.precursor_mz[int(i)])))
+    return out
+
+
+def binned(items: list[tuple], bin_width: float = 1.0, max_mz: float = 1000.0) -> np.ndarray:
+    """sqrt-intensity histogram over m/z bins, L2-normalised (the usual input of spectrum MLPs)."""
+    n_bins = int(max_mz / bin_width)
+    out = np.zeros((len(items), n_bins), np.float32)
+    for row, (mz, inten, _) in enumerate(items):
+        keep = mz < max_mz
+        np.add.at(out[row], (mz[keep] / bin_width).astype(int), np.sqrt(inten[keep]))
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.maximum(norms, 1e-12)

@@ -1,0 +1,93 @@
+"""Fingerprint and RT heads on frozen features, scored on the structure-disjoint test split.
+
+Features compared in one run: the pretrained encoder's [CLS] embedding, the same architecture with
+random weights, and a binned spectrum (the classic MLP input). The heads and their training are the
+same for all three, so differences come from the features.
+"""
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from megatron_nexa.data.source import SpectraSource
+from megatron_nexa.eval.features import binned, spectra
+from megatron_nexa.eval.metrics import cosine, regression, tanimoto
+from megatron_nexa.finetune.fit import fit
+from megatron_nexa.finetune.heads import FingerprintHead, GaussianHead
+from megatron_nexa.finetune.targets import RTScaler, morgan_fingerprints
+from megatron_nexa.inference import embed, load_model
+
+
+def _subset(n: int, limit: int | None, seed: int) -> np.ndarray:
+    idx = np.arange(n)
+    if limit and n > limit:
+        idx = np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+    return idx
+
+
+def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epochs: int = 30, n_bits: int = 2048,
+             seed: int = 0) -> dict:
+    from transformers import AutoConfig, AutoModel
+
+    train_src, test_src = SpectraSource(data_root, "train"), SpectraSource(data_root, "test")
+    tr, te = _subset(len(train_src), max_train, seed), np.arange(len(test_src))
+    meta = {name: {col: src.view.column(col)[idx] for col in ("smiles", "rt", "run_id")}
+            for name, src, idx in (("train", train_src, tr), ("test", test_src, te))}
+    items = {"train": spectra(train_src, tr), "test": spectra(test_src, te)}
+    torch.manual_seed(seed)
+    random_model = AutoModel.from_config(AutoConfig.from_pretrained(model_dir, trust_remote_code=True),
+                                         trust_remote_code=True)
+    pretrained = load_model(model_dir)
+    features = {
+        "pretrained encoder": {k: embed(v, pretrained) for k, v in items.items()},
+        "random-init encoder": {k: embed(v, random_model) for k, v in items.items()},
+        "binned spectrum": {k: binned(v) for k, v in items.items()},
+    }
+    fp = {k: morgan_fingerprints(list(meta[k]["smiles"]), n_bits) for k in meta}
+    scaler = RTScaler(meta["train"]["run_id"], meta["train"]["rt"].astype(np.float64))
+    rt_ok = {k: scaler.known(meta[k]["run_id"], meta[k]["rt"].astype(np.float64)) for k in meta}
+    results = {"n_train": len(tr), "n_test": len(te), "n_test_fingerprint": int(fp["test"][1].sum()),
+               "n_test_rt": int(rt_ok["test"].sum()), "features": {}}
+    for name, feats in features.items():
+        x = {k: torch.from_numpy(np.nan_to_num(v)).float() for k, v in feats.items()}
+        results["features"][name] = {**_fingerprint(x, fp, n_bits, epochs, seed),
+                                     **_rt(x, meta, rt_ok, scaler, epochs, seed)}
+    return results
+
+
+def _fingerprint(x, fp, n_bits, epochs, seed) -> dict:
+    (ytr, vtr), (yte, vte) = fp["train"], fp["test"]
+    head = FingerprintHead(x["train"].shape[1], n_bits)
+    head = fit(head, (x["train"][vtr], torch.from_numpy(ytr[vtr]).float()),
+               lambda h, a, y: F.binary_cross_entropy_with_logits(h(a), y), epochs=epochs, seed=seed)
+    with torch.no_grad():
+        prob = torch.sigmoid(head(x["test"][vte])).numpy()
+    return {"fingerprint_tanimoto": tanimoto(prob > 0.5, yte[vte]), "fingerprint_cosine": cosine(prob, yte[vte].astype(float))}
+
+
+def _rt(x, meta, ok, scaler, epochs, seed) -> dict:
+    def parts(k):
+        systems = meta[k]["run_id"][ok[k]]
+        rt = meta[k]["rt"][ok[k]].astype(np.float64)
+        return systems, rt, torch.from_numpy(scaler.codes(systems))
+
+    s_tr, rt_tr, g_tr = parts("train")
+    s_te, rt_te, g_te = parts("test")
+    head = GaussianHead(x["train"].shape[1], groups=len(scaler.index))
+    z = torch.from_numpy(scaler.transform(s_tr, rt_tr))
+    head = fit(head, (x["train"][ok["train"]], g_tr, z),
+               lambda h, a, g, t: F.gaussian_nll_loss(h(a, g)[0], t, h(a, g)[1].exp()), epochs=epochs, seed=seed)
+    with torch.no_grad():
+        mean, log_var = head(x["test"][ok["test"]], g_te)
+    mean_s = scaler.inverse(s_te, mean.numpy())
+    std_s = np.exp(0.5 * log_var.numpy()) * scaler.scale(s_te)
+    return {f"rt_{k}": v for k, v in regression(mean_s, std_s, rt_te).items()}
+
+
+def render(results: dict) -> str:
+    lines = [f"train {results['n_train']:,} spectra; test {results['n_test']:,} (structure-disjoint), "
+             f"{results['n_test_fingerprint']:,} with a structure, {results['n_test_rt']:,} with RT in a known LC system",
+             f"{'features':<22}{'FP Tanimoto':>12}{'FP cosine':>11}{'RT MAE (s)':>12}{'in 68%':>8}{'in 95%':>8}"]
+    for name, r in results["features"].items():
+        lines.append(f"{name:<22}{r['fingerprint_tanimoto']:>12.3f}{r['fingerprint_cosine']:>11.3f}"
+                     f"{r['rt_mae']:>12.1f}{r['rt_coverage_68']:>8.2f}{r['rt_coverage_95']:>8.2f}")
+    return "\n".join(lines)

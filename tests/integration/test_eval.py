@@ -1,0 +1,24 @@
+"""nexa-eval end to end on MassBank with a tiny (untrained) model: the pipeline and its report."""
+import numpy as np
+import torch
+
+from megatron_nexa.config import load_config
+from megatron_nexa.convert.to_hf import write_hf
+from megatron_nexa.eval.run import evaluate, render
+from megatron_nexa.model.pretraining import NexaSpecForPretraining
+from megatron_nexa.model.reference import ReferenceEncoder
+from tests.conftest import REPO
+
+
+def test_eval_report_on_massbank(massbank, tmp_path):
+    cfg = load_config(REPO / "configs/model/tiny.yaml").model
+    torch.manual_seed(0)
+    state = NexaSpecForPretraining(cfg, ReferenceEncoder(cfg)).state_dict()
+    write_hf(state, cfg, tmp_path / "hf")
+    results = evaluate(str(tmp_path / "hf"), str(massbank), max_train=300, epochs=2, n_bits=256)
+    assert results["n_train"] == 300 and results["n_test"] > 100 and results["n_test_rt"] > 50
+    assert set(results["features"]) == {"pretrained encoder", "random-init encoder", "binned spectrum"}
+    for r in results["features"].values():
+        assert 0 <= r["fingerprint_tanimoto"] <= 1 and 0 <= r["rt_coverage_68"] <= r["rt_coverage_95"] <= 1
+        assert np.isfinite(r["rt_mae"]) and r["rt_mae"] > 0
+    assert "FP Tanimoto" in render(results)
