@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from megatron_nexa.data.source import SpectraSource
 from megatron_nexa.eval.features import binned, spectra
 from megatron_nexa.eval.metrics import cosine, regression, tanimoto
+from megatron_nexa.eval.retrieval import embedding_similarity, hits_at_k, matchms_similarity
 from megatron_nexa.finetune.fit import fit
 from megatron_nexa.finetune.heads import FingerprintHead, GaussianHead
 from megatron_nexa.finetune.targets import RTScaler, morgan_fingerprints
@@ -51,6 +52,13 @@ def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epoc
         x = {k: torch.from_numpy(np.nan_to_num(v)).float() for k, v in feats.items()}
         results["features"][name] = {**_fingerprint(x, fp, n_bits, epochs, seed),
                                      **_rt(x, meta, rt_ok, scaler, epochs, seed)}
+    keys = np.array([(k or "").split("-")[0] for k in test_src.view.column("inchikey")[te]], dtype=object)
+    keys[keys == ""] = np.array([f"missing:{i}" for i in np.flatnonzero(keys == "")], dtype=object)
+    results["retrieval"] = {
+        "matchms CosineGreedy": hits_at_k(matchms_similarity(items["test"], modified=False), keys),
+        "matchms ModifiedCosineGreedy": hits_at_k(matchms_similarity(items["test"], modified=True), keys),
+        **{f"{name} (cosine)": hits_at_k(embedding_similarity(features[name]["test"]), keys)
+           for name in ("pretrained encoder", "random-init encoder")}}
     return results
 
 
@@ -90,4 +98,9 @@ def render(results: dict) -> str:
     for name, r in results["features"].items():
         lines.append(f"{name:<22}{r['fingerprint_tanimoto']:>12.3f}{r['fingerprint_cosine']:>11.3f}"
                      f"{r['rt_mae']:>12.1f}{r['rt_coverage_68']:>8.2f}{r['rt_coverage_95']:>8.2f}")
+    first = next(iter(results["retrieval"].values()))
+    lines.append(f"retrieval within the test split ({first['queries']:,} queries with another spectrum of their structure)")
+    lines.append(f"{'ranking':<34}{'hit@1':>7}{'hit@5':>7}{'hit@20':>8}")
+    for name, r in results["retrieval"].items():
+        lines.append(f"{name:<34}{r['hit@1']:>7.3f}{r['hit@5']:>7.3f}{r['hit@20']:>8.3f}")
     return "\n".join(lines)

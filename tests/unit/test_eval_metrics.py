@@ -39,3 +39,17 @@ def test_morgan_fingerprints_and_rt_scaler():
 def test_binned_spectrum():
     v = binned([(np.array([100.2, 100.7, 1500.0]), np.array([1.0, 3.0, 1.0]), 200.0)])
     assert v.shape == (1, 1000) and v[0, 100] == pytest.approx(1.0) and v[0].sum() == pytest.approx(1.0)
+
+
+def test_hits_at_k():
+    from megatron_nexa.eval.retrieval import hits_at_k
+
+    keys = np.array(["A", "A", "B", "B", "C"], object)
+    sim = np.array([[9, 1, 5, 0, 0],    # A0: best other is B2, its twin A1 comes second
+                    [1, 9, 0, 0, 0],    # A1: A0 ties with B/C at 0 → A0 first (stable order)
+                    [0, 0, 9, 8, 0],    # B2: twin first
+                    [0, 0, 8, 9, 0],
+                    [0, 0, 0, 0, 9]], float)
+    r = hits_at_k(sim, keys, ks=(1, 2))
+    assert r["queries"] == 4  # C has no other spectrum of its structure
+    assert r["hit@1"] == 0.75 and r["hit@2"] == 1.0
