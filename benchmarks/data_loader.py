@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from megatron_nexa.cluster_plan import forward_flops  # noqa: E402
 from megatron_nexa.config import load_config  # noqa: E402
 from megatron_nexa.data.loader import build_dataset, build_loader  # noqa: E402
 
@@ -23,10 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def gpu_spectra_per_s(cfg, peak_tflops=989.0, mfu=0.60) -> float:
-    m, b, s = cfg.model, cfg.train.micro_batch_size, cfg.model.max_peaks + 2
-    h, f = m.hidden_size, m.ffn_hidden_size
-    forward = m.num_layers * (2 * b * s * (4 * h * h + 2 * h * f) + 4 * b * s * s * h)
-    step = 3 * forward / (peak_tflops * 1e12 * mfu)
+    b = cfg.train.micro_batch_size
+    step = 3 * forward_flops(cfg.model, b, cfg.model.max_peaks + 2) / (peak_tflops * 1e12 * mfu)
     return b / step
 
 

@@ -18,6 +18,7 @@ from megatron_nexa.data.filters import PreprocessSettings, filter_chunk
 from megatron_nexa.data.readers import Unit, detect_format, read_unit
 from megatron_nexa.data.spectrum import SpectraChunk, pad_peak_lists
 from megatron_nexa.data.tokenize import single_row
+from megatron_nexa.tokens import TokenType
 
 
 def load_model(model, device="cpu"):
@@ -99,7 +100,7 @@ def embed(spectra, model, batch_size: int = 64, device: str = "cpu", per_peak: b
             out[dest] = hidden[:, 0].float().cpu().numpy()
             if per_peak:
                 for j, row in enumerate(rows):
-                    n = int((row.token_type == 4).sum())  # TokenType.PEAK
+                    n = int((row.token_type == TokenType.PEAK).sum())
                     peaks_out[dest[j]] = hidden[j, 2:2 + n].float().cpu().numpy()
         cls_rows.append(out)
         peak_rows += peaks_out

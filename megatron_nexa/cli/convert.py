@@ -12,13 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from megatron_nexa.cli.preprocess import parse_size
 from megatron_nexa.config import ConfigError
-
-
-def _parse_size(text: str) -> int:
-    from megatron_nexa.cli.preprocess import parse_size
-
-    return parse_size(text)
 
 
 def _run_context(ckpt_dir: Path, tag: str) -> tuple[str | None, dict | None, dict]:
@@ -50,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("source", help="a run / checkpoints directory, or a .safetensors/.pt state dict")
     h.add_argument("out_dir")
     h.add_argument("--tag")
-    h.add_argument("--max-shard-size", type=_parse_size, default=5 * 10**9)
+    h.add_argument("--max-shard-size", type=parse_size, default=5 * 10**9)
     f = sub.add_parser("from-hf", help="a Hugging Face folder back into a megatron_nexa state dict")
     f.add_argument("hf_dir")
     f.add_argument("out")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from megatron_nexa.config import ModelConfig, model_config_from_dict
+from megatron_nexa.config import ModelConfig, model_config_from_dict, to_plain
 from megatron_nexa.model.layer_specs import canonical_state_dict
 from megatron_nexa.model.pretraining import NexaSpecForPretraining
 from megatron_nexa.model.reference import ReferenceEncoder
@@ -55,7 +55,7 @@ def save_state(state: dict, cfg: ModelConfig, out: str | Path) -> Path:
 
 
 def write_config(cfg: ModelConfig, directory: Path) -> None:
-    (Path(directory) / CONFIG_NAME).write_text(json.dumps(_plain(cfg), indent=1))
+    (Path(directory) / CONFIG_NAME).write_text(json.dumps(to_plain(cfg), indent=1))
 
 
 def load_state(path: str | Path) -> tuple[dict, ModelConfig]:
@@ -77,9 +77,3 @@ def load_state(path: str | Path) -> tuple[dict, ModelConfig]:
     check_keys(state, cfg, str(path))
     return state, cfg
 
-
-def _plain(cfg: ModelConfig) -> dict:
-    import dataclasses
-    import enum
-
-    return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in dataclasses.asdict(cfg).items()}

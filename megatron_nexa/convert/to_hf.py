@@ -11,7 +11,7 @@ import enum
 import json
 from pathlib import Path
 
-from megatron_nexa.config import ModelConfig
+from megatron_nexa.config import ModelConfig, to_plain
 from megatron_nexa.convert.safetensors_stream import Entry, write_safetensors
 from megatron_nexa.convert.state import check_keys, expected_keys
 
@@ -61,8 +61,7 @@ class NexaSpecConfig(PretrainedConfig):
 
 
 def hf_config_dict(cfg: ModelConfig, preprocessing: dict | None) -> dict:
-    d = {f.name: (getattr(cfg, f.name).value if isinstance(getattr(cfg, f.name), enum.Enum) else getattr(cfg, f.name))
-         for f in dataclasses.fields(cfg)}
+    d = to_plain(cfg)
     return {"architectures": ["NexaSpecForPretraining"], "model_type": "nexa_spec", "auto_map": AUTO_MAP,
             "dtype": "float32", **d, "preprocessing": preprocessing or {}}
 

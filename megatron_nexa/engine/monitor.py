@@ -4,6 +4,7 @@ import math
 import time
 from pathlib import Path
 
+from megatron_nexa.cluster_plan import forward_flops
 from megatron_nexa.config import RunConfig, WandbMode
 
 # Dense bf16 peak per device (TFLOP/s), for the MFU estimate when train.peak_tflops is not given.
@@ -25,10 +26,7 @@ def device_peak_tflops(cfg: RunConfig) -> float | None:
 
 def model_flops_per_step(cfg: RunConfig, rows: int, seq_len: int) -> float:
     """3 x forward; forward = 2·b·s·(4h² + 2h·ffn) + 4·b·s²·h per layer (the GPU issue's count)."""
-    m = cfg.model
-    h, f = m.hidden_size, m.ffn_hidden_size
-    forward = m.num_layers * (2 * rows * seq_len * (4 * h * h + 2 * h * f) + 4 * rows * seq_len ** 2 * h)
-    return 3.0 * forward
+    return 3.0 * forward_flops(cfg.model, rows, seq_len)
 
 
 class Monitor:
