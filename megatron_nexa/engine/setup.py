@@ -40,6 +40,10 @@ def init_distributed(seed: int) -> None:
         # the shared-memory comm extension would be JIT-compiled (30-80 s) on first init; gloo is enough
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     default_to_single_process()
+    if torch.cuda.is_available():
+        # before any CUDA allocation: megatron initialises weights on the *current* device, and NCCL
+        # binds each rank to it; without this every rank of a node would start on GPU 0
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     if not dist.is_initialized():
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     init_parallel(seed)

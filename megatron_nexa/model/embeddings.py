@@ -19,10 +19,10 @@ from megatron_nexa.config import ModelConfig
 from megatron_nexa.tokens import NUM_TOKEN_TYPES, TokenType
 
 
-def fourier_frequencies(cfg: ModelConfig) -> torch.Tensor:
+def fourier_frequencies(cfg: ModelConfig, device: torch.device | str | None = None) -> torch.Tensor:
     """Frequencies in cycles per Da (float64), highest period first."""
     periods = torch.logspace(math.log10(cfg.fourier_max_period), math.log10(cfg.fourier_min_period),
-                             cfg.fourier_num_frequencies, dtype=torch.float64)
+                             cfg.fourier_num_frequencies, dtype=torch.float64, device=device)
     return 1.0 / periods
 
 
@@ -43,8 +43,9 @@ class SpectrumEmbedding(nn.Module):
 
     def fourier_features(self, mz: torch.Tensor) -> torch.Tensor:
         # Rebuilt per call, not held as a buffer: `.to(bfloat16)` and ZeRO-3 init cast floating
-        # buffers, which would ruin the float64 frequencies. It is 128 numbers.
-        freqs = fourier_frequencies(self.cfg).to(mz.device)
+        # buffers, which would ruin the float64 frequencies. It is 256 numbers, made on mz's device
+        # (a host-to-device copy here would stall the CPU until the GPU drains, every step).
+        freqs = fourier_frequencies(self.cfg, mz.device)
         phase = torch.frac(mz.to(torch.float64)[..., None] * freqs) * (2 * math.pi)
         return torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1)
 

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The whole GPU check in one call, for an offline machine with one CUDA GPU and a python3 that has torch:
+#   bash benchmarks/gpu_check.sh OUT_DIR
+# 1. installs deepspeed + megatron-core (and their few missing needs) from wheels in .whl/, made on a
+#    networked machine by benchmarks/gpu_wheels.sh;
+# 2. pytest tests/gpu: bf16 megatron encoder vs the fp32 reference, the spectral mask under the fused
+#    SDPA kernels, the real ZeRO-3 engine on NCCL;
+# 3. benchmarks/gpu_step.py at the 3B and 7B widths (4 layers): step time, TFLOP/s, MFU, peak memory
+#    beside nexa-plan's prediction, against the plain-PyTorch AMP baseline;
+# 4. if data_out/massbank_v1 is there (make demo's preprocessing): `deepspeed pretrain_nexa.py` on it,
+#    then the same command again with more steps, which must resume from the checkpoint.
+# Each stage has its own time limit; logs and JSON go to OUT_DIR; the tables are printed last.
+set -u
+OUT=$(realpath -m "${1:-gpu_out}")
+mkdir -p "$OUT"
+SITE=${SITE:-/tmp/nexa_site}
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
+  || { echo "gpu_check: wheel install failed (run benchmarks/gpu_wheels.sh on a networked machine)"; exit 1; }
+export PYTHONPATH="$SITE:$PWD" PYTHONUNBUFFERED=1 DS_ACCELERATOR=cuda PYTHONWARNINGS=ignore
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv \
+  > "$OUT/summary.txt" 2>&1
+
+stage() {  # stage NAME LOG SECONDS CMD...: run with a time limit, append to OUT/LOG.log (8 files come back)
+  local name=$1 log=$2 limit=$3; shift 3
+  local t0=$SECONDS
+  echo "=== $name" >> "$OUT/$log.log"
+  timeout "$limit" "$@" >> "$OUT/$log.log" 2>&1
+  local rc=$?
+  echo "== $name: exit $rc after $((SECONDS - t0)) s" | tee -a "$OUT/summary.txt"
+}
+
+stage pytest pytest 120 python3 -m pytest -q -s -p no:cacheprovider tests/gpu
+stage step_3b step_3b 150 python3 benchmarks/gpu_step.py --model nexa_3b --layers 4 --json "$OUT/gpu_step_3b.json" \
+  --profile zero3 --profile-out "$OUT/profile_3b_zero3.txt" \
+  --variants amp zero3 zero3_full zero3_selective zero3_local zero3_persist zero2 zero1 zero3_mb2x amp_mb2x
+stage step_7b step_7b 120 python3 benchmarks/gpu_step.py --model nexa_7b --layers 4 --json "$OUT/gpu_step_7b.json" \
+  --variants amp zero3 zero3_full zero3_selective zero3_persist zero2 zero3_mb2x
+
+if [ -f data_out/massbank_v1/manifest.json ]; then
+  RUN=/tmp/nexa_gpu_run; rm -rf "$RUN"
+  pretrain() {
+    python3 "$SITE/bin/deepspeed" --num_gpus 1 --master_port 29511 pretrain_nexa.py \
+      --ds_config ds_configs/zero3.json --config configs/demo.yaml --train.run_dir="$RUN" \
+      --train.micro_batch_size=64 --train.global_batch_size=64 --train.wandb_mode=disabled \
+      --train.eval_interval=100 --train.save_interval=100 --train.log_interval=25 "$@"
+  }
+  stage pretrain pretrain 90 pretrain --train.train_steps=200
+  stage pretrain_resume pretrain 60 pretrain --train.train_steps=250
+fi
+
+echo; echo "=== pytest"; grep -E "passed|failed|error|skipped|relative error|^FAILED|^SKIPPED" "$OUT/pytest.log" | tail -15
+[ -f "$OUT/pretrain.log" ] && { echo "=== pretrain"; grep -E "^===|resume|final|rror|^step +[0-9]+" "$OUT/pretrain.log" | tail -14; }
+for w in 3b 7b; do echo "=== gpu_step $w"; sed -n '/width, 4 layers/,$p' "$OUT/step_$w.log"; grep -E "Error|error" "$OUT/step_$w.log" | tail -3; done
+cat "$OUT/summary.txt"

@@ -1,0 +1,296 @@
+"""Full training steps at the 3B/7B widths on one GPU: the project's DeepSpeed engine against plain AMP.
+
+    python benchmarks/gpu_step.py --model nexa_3b --layers 4 [--micro-batch 32] [--variants amp zero3 ...]
+                                  [--json out.json] [--profile zero3 --profile-out prof.txt]
+
+Every variant builds the model at the config's width with ``--layers`` layers and times full optimiser
+steps (forward, losses, backward, clipping, update) on synthetic spectra of full length, after warm-up:
+- ``amp``: the baseline, measured in the same run: the plain-PyTorch ``ReferenceEncoder`` + heads with
+  fp32 weights, bf16 autocast and torch's fused AdamW (no DeepSpeed, no megatron-core);
+- ``zero3`` … : the project's own path, ``engine.setup.build`` (megatron-core encoder, DeepSpeed engine)
+  on ``ds_configs/<stage>.json``, with the variant's changes to the model or the DeepSpeed config.
+Model FLOPs per step are 3 × ``cluster_plan.forward_flops`` (the GPU issue's count; embeddings and
+heads not counted). MFU is against a bf16 matmul ceiling measured in the same run (8192³) and, as a
+second column, against the datasheet peak that ``nexa-plan`` assumes. Peak memory is
+``torch.cuda.max_memory_allocated`` over warm-up and timed steps, above what was allocated before the
+variant; for engine variants it is printed beside nexa-plan's prediction for one GPU.
+"""
+import argparse
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DS_ACCELERATOR", "cuda" if torch.cuda.is_available() else "cpu")
+
+from megatron_nexa.cluster_plan import GiB, Cluster, forward_flops, plan  # noqa: E402
+from benchmarks.train_step import synthetic_batch  # noqa: E402
+from megatron_nexa.config import AttentionBackend, Recompute, load_config  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"  # CPU only for a smoke run of this script (tests/unit/test_gpu_step.py)
+
+
+def sync():
+    if CUDA:
+        torch.cuda.synchronize()
+
+
+@dataclass(frozen=True)
+class Variant:
+    engine: bool = True
+    ds_config: str = "zero3"  # ds_configs/<name>.json
+    zero_overrides: dict = field(default_factory=dict)  # merged into "zero_optimization"
+    recompute: Recompute = Recompute.NONE
+    attention: AttentionBackend = AttentionBackend.SDPA
+    batch_factor: int = 1  # micro-batch = --micro-batch x this
+    note: str = ""
+
+
+VARIANTS = {
+    "amp": Variant(engine=False, note="baseline: plain PyTorch, fp32 master weights, bf16 autocast, fused AdamW"),
+    "amp_mb2x": Variant(engine=False, batch_factor=2, note="baseline at twice the micro-batch"),
+    "zero3": Variant(note="ds_configs/zero3.json, no recompute"),
+    "zero3_full": Variant(recompute=Recompute.FULL, note="full recompute (the 3B/7B configs' default)"),
+    "zero3_selective": Variant(recompute=Recompute.SELECTIVE, note="selective recompute (core attention)"),
+    "zero3_local": Variant(attention=AttentionBackend.LOCAL, note="megatron's unfused DotProductAttention"),
+    "zero3_persist": Variant(zero_overrides={"stage3_param_persistence_threshold": 10**9},
+                             note="every parameter persistent: ZeRO-3 without gather/release"),
+    "zero3_mb2x": Variant(batch_factor=2, note="twice the micro-batch"),
+    "zero2": Variant(ds_config="zero2", note="ds_configs/zero2.json"),
+    "zero1": Variant(ds_config="zero1", note="ds_configs/zero1.json"),
+}
+
+
+def time_steps(step, warmup: int, steps: int) -> float:
+    """Seconds per call of ``step`` over ``steps`` calls after ``warmup`` (synchronised at both ends)."""
+    for _ in range(warmup):
+        step()
+    sync()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    return (time.perf_counter() - t) / steps
+
+
+def matmul_ceiling(n: int = 8192) -> float:
+    """bf16 TFLOP/s of an n³ matrix product on random data: the ceiling MFU is measured against."""
+    a, b = (torch.randn(n, n, device=DEVICE, dtype=torch.bfloat16) for _ in range(2))
+    return 2 * n**3 / time_steps(lambda: a @ b, 3, 10) / 1e12
+
+
+def phase_times(phases, repeats: int = 3) -> dict:
+    """Milliseconds per phase (forward, backward, update), each closed by a synchronize; median of repeats."""
+    times = {name: [] for name, _ in phases}
+    for _ in range(repeats):
+        state = None
+        for name, fn in phases:
+            sync()
+            t = time.perf_counter()
+            state = fn(state)
+            sync()
+            times[name].append((time.perf_counter() - t) * 1e3)
+    return {name: sorted(v)[len(v) // 2] for name, v in times.items()}
+
+
+def release_memory() -> int:
+    """Free what earlier variants left; reset the peak counter. Returns the bytes still allocated."""
+    gc.collect()
+    if not CUDA:
+        return 0
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.memory_allocated()
+
+
+def ds_config_file(variant: Variant, tmp: Path) -> str:
+    ds = json.loads((REPO / f"ds_configs/{variant.ds_config}.json").read_text())
+    ds["zero_optimization"].update(variant.zero_overrides)
+    if variant.recompute == Recompute.NONE:
+        ds.pop("activation_checkpointing", None)  # its presence turns full recompute on (engine/ds_config.py)
+    path = tmp / "ds.json"
+    path.write_text(json.dumps(ds))
+    return str(path)
+
+
+def build_plain(cfg):
+    from megatron_nexa.engine.optim import param_groups
+    from megatron_nexa.losses import pretraining_terms
+    from megatron_nexa.model.pretraining import NexaSpecForPretraining
+    from megatron_nexa.model.reference import ReferenceEncoder
+
+    torch.manual_seed(cfg.train.seed)
+    model = NexaSpecForPretraining(cfg.model, ReferenceEncoder(cfg.model)).to(DEVICE).train()
+    o = cfg.optim
+    opt = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
+                            fused=CUDA)
+
+    def forward(batch):
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
+            return pretraining_terms(batch, model(*batch.model_inputs()), cfg.loss)["loss"]
+
+    def backward(loss):
+        loss.backward()
+
+    def update(_=None):
+        torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return model, (forward, backward, update), lambda: None
+
+
+def build_engine(cfg, ds_path):
+    from megatron_nexa.engine.setup import build
+    from megatron_nexa.losses import pretraining_terms
+
+    built = build(cfg, ds_path)
+    engine = built.engine
+
+    def forward(batch):
+        return pretraining_terms(batch, engine(*batch.model_inputs()), built.cfg.loss)["loss"]
+
+    def backward(loss):
+        engine.backward(loss)
+
+    def update(_=None):
+        engine.step()
+
+    def close():
+        engine.destroy()
+
+    return engine, (forward, backward, update), close
+
+
+def plan_gib(cfg, variant: Variant, micro_batch: int) -> float | None:
+    """nexa-plan's per-GPU memory for this variant on one GPU (ZeRO stage of its DeepSpeed config)."""
+    if not variant.engine:
+        return None
+    stage = json.loads((REPO / f"ds_configs/{variant.ds_config}.json").read_text())["zero_optimization"]["stage"]
+    cluster = Cluster(gpus_per_node=1, nodes=1, micro_batch=micro_batch, recompute=variant.recompute)
+    return plan(cfg.model, cluster)["memory_gib"][stage]["total"]
+
+
+def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: Path | None) -> dict:
+    mb = args.micro_batch * variant.batch_factor
+    overrides = [f"model.num_layers={args.layers}", f"model.recompute={variant.recompute.value}",
+                 f"model.attention_backend={variant.attention.value}",
+                 f"train.micro_batch_size={mb}", f"train.global_batch_size={mb}"]
+    cfg = load_config(REPO / f"configs/model/{args.model}.yaml", overrides)
+    seq = cfg.model.max_peaks + 2
+    batch = synthetic_batch(cfg, mb).to(DEVICE)
+    before = release_memory()
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        if variant.engine:
+            model, (fwd, bwd, upd), close = build_engine(cfg, ds_config_file(variant, Path(tmp)))
+        else:
+            model, (fwd, bwd, upd), close = build_plain(cfg)
+        build_s = time.perf_counter() - t0
+
+        def step():
+            bwd(fwd(batch))
+            upd()
+
+        seconds = time_steps(step, args.warmup, args.steps)
+        peak = (torch.cuda.max_memory_allocated() - before) / GiB if CUDA else None
+        phases = phase_times([("forward", lambda _: fwd(batch)), ("backward", bwd), ("update", upd)])
+        if profile_out is not None:
+            from torch.profiler import ProfilerActivity, profile
+
+            with profile(activities=[ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * CUDA) as prof:
+                for _ in range(3):
+                    step()
+                sync()
+            table = prof.key_averages()
+            profile_out.write_text(f"# {args.model} x{args.layers} layers, variant {name}, 3 steps\n\n"
+                                   + table.table(sort_by="self_cuda_time_total" if CUDA else "self_cpu_time_total", row_limit=40) + "\n\n"
+                                   + table.table(sort_by="cpu_time_total", row_limit=40) + "\n")
+        close()
+        del model, fwd, bwd, upd, close
+    leftover = release_memory() - before
+    tflops = 3 * forward_flops(cfg.model, mb, seq) / seconds / 1e12
+    return {"variant": name, "note": variant.note, "micro_batch": mb, "seq": seq, "layers": args.layers,
+            "step_ms": seconds * 1e3, "tflops": tflops, "mfu": tflops / ceiling,
+            "mfu_datasheet": tflops / args.datasheet_tflops, "peak_gib": peak,
+            "plan_gib": plan_gib(cfg, variant, mb), "phases_ms": phases, "build_s": build_s,
+            "leftover_gib": leftover / GiB}
+
+
+def environment() -> dict:
+    import deepspeed
+    import megatron.core
+
+    return {"device": torch.cuda.get_device_name() if CUDA else "CPU", "torch": torch.__version__, "cuda": torch.version.cuda,
+            "deepspeed": deepspeed.__version__, "megatron_core": megatron.core.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def render(rows: list[dict], args, ceiling: float, env: dict) -> str:
+    base = next((r for r in rows if r["variant"] == "amp"), None)
+    lines = [f"{args.model} width, {args.layers} layers, {env['device']}, torch {env['torch']}, deepspeed "
+             f"{env['deepspeed']}, megatron-core {env['megatron_core']}; bf16 matmul ceiling {ceiling:.0f} TFLOP/s",
+             f"{'variant':<16} {'mb':>3} {'step ms':>8} {'TFLOP/s':>8} {'MFU':>6} {'MFU/ds':>6} {'x amp':>6} "
+             f"{'fwd':>6} {'bwd':>6} {'upd':>6} {'peak GiB':>8} {'plan GiB':>8}"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['variant']:<16} failed: {r['error']}")
+            continue
+        ratio = (base["tflops"] / r["tflops"]) if base else float("nan")
+        p = r["phases_ms"]
+        plan_col, peak_col = (f"{r[k]:8.1f}" if r[k] is not None else f"{'-':>8}" for k in ("plan_gib", "peak_gib"))
+        lines.append(f"{r['variant']:<16} {r['micro_batch']:>3} {r['step_ms']:8.1f} {r['tflops']:8.0f} "
+                     f"{r['mfu']:6.1%} {r['mfu_datasheet']:6.1%} {ratio:6.2f} {p['forward']:6.1f} "
+                     f"{p['backward']:6.1f} {p['update']:6.1f} {peak_col} {plan_col}")
+    lines.append("x amp: time per model FLOP relative to the AMP baseline (1.00 = as fast; >1 slower). "
+                 f"MFU/ds: against the {args.datasheet_tflops:.0f} TFLOP/s datasheet peak nexa-plan assumes.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="nexa_3b", help="configs/model/<name>.yaml gives the width")
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--micro-batch", type=int, default=32)
+    p.add_argument("--variants", nargs="+", default=["amp", "zero3", "zero3_full", "zero3_selective"],
+                   choices=sorted(VARIANTS))
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--datasheet-tflops", type=float, default=Cluster().peak_tflops)
+    p.add_argument("--json", help="write the results here")
+    p.add_argument("--profile", choices=sorted(VARIANTS), help="profile 3 steps of this variant")
+    p.add_argument("--profile-out", default="gpu_step_profile.txt")
+    p.add_argument("--matmul-size", type=int, default=8192, help="n of the n³ ceiling product")
+    args = p.parse_args(argv)
+    if not CUDA:
+        print("gpu_step: no CUDA GPU: a smoke run on CPU, its numbers mean nothing (CPU throughput: "
+              "benchmarks/train_step.py)", file=sys.stderr)
+    env = environment()
+    ceiling = matmul_ceiling(args.matmul_size)
+    rows = []
+    for name in args.variants:
+        try:
+            profile_out = Path(args.profile_out) if name == args.profile else None
+            rows.append(run_variant(name, VARIANTS[name], args, ceiling, profile_out))
+        except Exception as e:  # one failing variant (e.g. out of memory) must not hide the others
+            rows.append({"variant": name, "error": f"{type(e).__name__}: {str(e)[:300]}"})
+            release_memory()
+        print(json.dumps(rows[-1]), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"env": env, "args": vars(args), "ceiling_tflops": ceiling,
+                                                   "rows": rows}, indent=1))
+    print(render(rows, args, ceiling, env))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
