@@ -29,23 +29,22 @@ stage() {  # stage NAME LOG SECONDS CMD...: run with a time limit, append to OUT
   echo "== $name: exit $rc after $((SECONDS - t0)) s" | tee -a "$OUT/summary.txt"
 }
 
-stage pytest pytest 120 python3 -m pytest -q -s -p no:cacheprovider tests/gpu
-stage step_3b step_3b 150 python3 benchmarks/gpu_step.py --model nexa_3b --layers 4 --json "$OUT/gpu_step_3b.json" \
-  --profile zero3 --profile-out "$OUT/profile_3b_zero3.txt" \
-  --variants amp zero3 zero3_full zero3_selective zero3_local zero3_persist zero2 zero1 zero3_mb2x amp_mb2x
-stage step_7b step_7b 120 python3 benchmarks/gpu_step.py --model nexa_7b --layers 4 --json "$OUT/gpu_step_7b.json" \
-  --variants amp zero3 zero3_full zero3_selective zero3_persist zero2 zero3_mb2x
+V3=${VARIANTS_3B:-amp zero3 zero3_full zero3_selective zero3_local zero3_persist zero3_leaf zero3_leaf_full zero3_leaf_mb2x zero2 zero1 zero3_mb2x amp_mb2x}
+V7=${VARIANTS_7B:-amp zero3 zero3_full zero3_selective zero3_leaf zero3_leaf_full zero3_leaf_mb2x zero2 zero3_mb2x}
+stage pytest pytest 90 python3 -m pytest -q -s -p no:cacheprovider tests/gpu
+stage step_3b step_3b 110 python3 benchmarks/gpu_step.py --model nexa_3b --layers 4 --json "$OUT/gpu_step_3b.json" \
+  --profile zero3_leaf --profile-out "$OUT/profile_3b.txt" --variants $V3
+stage step_7b step_7b 100 python3 benchmarks/gpu_step.py --model nexa_7b --layers 4 --json "$OUT/gpu_step_7b.json" \
+  --variants $V7
 
 if [ -f data_out/massbank_v1/manifest.json ]; then
   RUN=/tmp/nexa_gpu_run; rm -rf "$RUN"
-  pretrain() {
-    python3 "$SITE/bin/deepspeed" --num_gpus 1 --master_port 29511 pretrain_nexa.py \
-      --ds_config ds_configs/zero3.json --config configs/demo.yaml --train.run_dir="$RUN" \
-      --train.micro_batch_size=64 --train.global_batch_size=64 --train.wandb_mode=disabled \
-      --train.eval_interval=100 --train.save_interval=100 --train.log_interval=25 "$@"
-  }
-  stage pretrain pretrain 90 pretrain --train.train_steps=200
-  stage pretrain_resume pretrain 60 pretrain --train.train_steps=250
+  PRETRAIN=(python3 "$SITE/bin/deepspeed" --num_gpus 1 --master_port 29511 pretrain_nexa.py
+    --ds_config ds_configs/zero3.json --config configs/demo.yaml --train.run_dir="$RUN"
+    --train.micro_batch_size=64 --train.global_batch_size=64 --train.wandb_mode=disabled
+    --train.eval_interval=100 --train.save_interval=100 --train.log_interval=25)
+  stage pretrain pretrain 80 "${PRETRAIN[@]}" --train.train_steps=200
+  stage pretrain_resume pretrain 60 "${PRETRAIN[@]}" --train.train_steps=250
 fi
 
 echo; echo "=== pytest"; grep -E "passed|failed|error|skipped|relative error|^FAILED|^SKIPPED" "$OUT/pytest.log" | tail -15

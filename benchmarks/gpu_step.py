@@ -44,6 +44,12 @@ def sync():
         torch.cuda.synchronize()
 
 
+# ZeRO-3 hooks every submodule; these are fetched whole (deepspeed's leaf_module). The whole
+# TransformerLayer as a leaf fails in backward (parameters released too early), its two halves work.
+LEAF_MODULES = ["megatron.core.transformer.attention.SelfAttention", "megatron.core.transformer.mlp.MLP",
+                "megatron_nexa.model.heads.MaskedPeakHead"]
+
+
 @dataclass(frozen=True)
 class Variant:
     engine: bool = True
@@ -65,6 +71,14 @@ VARIANTS = {
     "zero3_persist": Variant(zero_overrides={"stage3_param_persistence_threshold": 10**9},
                              note="every parameter persistent: ZeRO-3 without gather/release"),
     "zero3_mb2x": Variant(batch_factor=2, note="twice the micro-batch"),
+    "zero3_leaf": Variant(zero_overrides={"leaf_module": {"classes": LEAF_MODULES}},
+                          note="attention/MLP/head as ZeRO-3 leaf modules: one fetch each, fewer hooks"),
+    "zero3_leaf_full": Variant(zero_overrides={"leaf_module": {"classes": LEAF_MODULES}}, recompute=Recompute.FULL,
+                               note="leaf modules + full recompute"),
+    "zero3_leaf_selective": Variant(zero_overrides={"leaf_module": {"classes": LEAF_MODULES}},
+                                    recompute=Recompute.SELECTIVE, note="leaf modules + selective recompute"),
+    "zero3_leaf_mb2x": Variant(zero_overrides={"leaf_module": {"classes": LEAF_MODULES}}, batch_factor=2,
+                               note="leaf modules, twice the micro-batch"),
     "zero2": Variant(ds_config="zero2", note="ds_configs/zero2.json"),
     "zero1": Variant(ds_config="zero1", note="ds_configs/zero1.json"),
 }

@@ -78,9 +78,13 @@ def test_fp32_megatron_encoder_equals_reference_on_cuda(parallel):
     reference = ReferenceEncoder(cfg).cuda().eval()
     reference.load_state_dict(canonical_state_dict(megatron.state_dict()), strict=True)
     inputs = cuda(spectra(4, seed=1))
+    valid = inputs[0] != TokenType.PAD
     with torch.no_grad():
-        diff = (megatron(*inputs) - reference(*inputs)).abs().max().item()
-    assert diff <= 1e-3, diff  # fp32 (TF32 off): only summation order differs
+        got, want = megatron(*inputs), reference(*inputs)
+    err, worst = relative_error(got, want, valid), (got - want)[valid].abs().max().item()
+    print(f"fp32: relative error {err:.2e}, max abs {worst:.2e} (TF32 matmul "
+          f"{torch.backends.cuda.matmul.allow_tf32}, cuDNN {torch.backends.cudnn.allow_tf32})")
+    assert err <= 1e-3, (err, worst)  # the same math in fp32: well below bf16's ~6e-3
 
 
 def _kernels():
