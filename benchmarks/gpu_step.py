@@ -44,12 +44,6 @@ def sync():
         torch.cuda.synchronize()
 
 
-# ZeRO-3 hooks every submodule; these are fetched whole (deepspeed's leaf_module). The whole
-# TransformerLayer as a leaf fails in backward (parameters released too early), its two halves work.
-LEAF_MODULES = ["megatron.core.transformer.attention.SelfAttention", "megatron.core.transformer.mlp.MLP",
-                "megatron_nexa.model.heads.MaskedPeakHead"]
-
-
 @dataclass(frozen=True)
 class Variant:
     engine: bool = True
@@ -64,21 +58,15 @@ class Variant:
 VARIANTS = {
     "amp": Variant(engine=False, note="baseline: plain PyTorch, fp32 master weights, bf16 autocast, fused AdamW"),
     "amp_mb2x": Variant(engine=False, batch_factor=2, note="baseline at twice the micro-batch"),
-    "zero3": Variant(note="ds_configs/zero3.json, no recompute"),
+    "zero3": Variant(note="ds_configs/zero3.json as shipped (attention, MLP, head as leaf modules), no recompute"),
     "zero3_full": Variant(recompute=Recompute.FULL, note="full recompute (the 3B/7B configs' default)"),
     "zero3_selective": Variant(recompute=Recompute.SELECTIVE, note="selective recompute (core attention)"),
     "zero3_local": Variant(attention=AttentionBackend.LOCAL, note="megatron's unfused DotProductAttention"),
     "zero3_persist": Variant(zero_overrides={"stage3_param_persistence_threshold": 10**9},
                              note="every parameter persistent: ZeRO-3 without gather/release"),
     "zero3_mb2x": Variant(batch_factor=2, note="twice the micro-batch"),
-    "zero3_leaf": Variant(zero_overrides={"leaf_module": {"classes": LEAF_MODULES}},
-                          note="attention/MLP/head as ZeRO-3 leaf modules: one fetch each, fewer hooks"),
-    "zero3_leaf_full": Variant(zero_overrides={"leaf_module": {"classes": LEAF_MODULES}}, recompute=Recompute.FULL,
-                               note="leaf modules + full recompute"),
-    "zero3_leaf_selective": Variant(zero_overrides={"leaf_module": {"classes": LEAF_MODULES}},
-                                    recompute=Recompute.SELECTIVE, note="leaf modules + selective recompute"),
-    "zero3_leaf_mb2x": Variant(zero_overrides={"leaf_module": {"classes": LEAF_MODULES}}, batch_factor=2,
-                               note="leaf modules, twice the micro-batch"),
+    "zero3_noleaf": Variant(zero_overrides={"leaf_module": {"classes": []}},
+                            note="no leaf modules: ZeRO-3 hooks every submodule (zero3.json before 2026-11-26)"),
     "zero2": Variant(ds_config="zero2", note="ds_configs/zero2.json"),
     "zero1": Variant(ds_config="zero1", note="ds_configs/zero1.json"),
 }
@@ -226,8 +214,8 @@ def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: 
                     step()
                 sync()
             table = prof.key_averages()
-            profile_out.write_text(f"# {args.model} x{args.layers} layers, variant {name}, 3 steps\n\n"
-                                   + table.table(sort_by="self_cuda_time_total" if CUDA else "self_cpu_time_total", row_limit=40) + "\n\n"
+            by_device = table.table(sort_by="self_cuda_time_total" if CUDA else "self_cpu_time_total", row_limit=40)
+            profile_out.write_text(f"# {args.model} x{args.layers} layers, variant {name}, 3 steps\n\n{by_device}\n\n"
                                    + table.table(sort_by="cpu_time_total", row_limit=40) + "\n")
         close()
         del model, fwd, bwd, upd, close

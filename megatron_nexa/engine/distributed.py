@@ -42,3 +42,14 @@ def init_parallel(seed: int) -> None:
     on_cpu = apply_cpu_shims()
     torch.manual_seed(seed)
     model_parallel_cuda_manual_seed(seed, inference_rng_tracker=on_cpu, force_reset_rng=True)
+
+
+def all_reduce_host(t: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
+    """All-reduce a small host tensor (metrics, flags) on any backend; NCCL only takes CUDA tensors."""
+    if dist.get_backend() != "nccl":
+        dist.all_reduce(t, op=op)
+        return t
+    on_device = t.to(torch.cuda.current_device())
+    dist.all_reduce(on_device, op=op)
+    t.copy_(on_device.cpu())
+    return t

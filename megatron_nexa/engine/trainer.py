@@ -19,6 +19,7 @@ from megatron_nexa.config import RunConfig
 from megatron_nexa.data.batch import Batch
 from megatron_nexa.data.loader import build_dataset, build_loader
 from megatron_nexa.engine.checkpoint import Checkpointer
+from megatron_nexa.engine.distributed import all_reduce_host
 from megatron_nexa.engine.monitor import Monitor, device_peak_tflops, model_flops_per_step
 from megatron_nexa.engine.setup import Built, build
 from megatron_nexa.losses import pretraining_terms
@@ -83,7 +84,7 @@ class Trainer:
     def _reduce(window: dict[str, list[float]]) -> dict[str, float]:
         """Means over micro-batches and ranks; ``tokens`` and ``rows`` are totals. Same shape on every rank."""
         t = torch.tensor([window.get(k, (0.0, 0.0))[i] for i in (0, 1) for k in METRICS], dtype=torch.float64)
-        dist.all_reduce(t)
+        all_reduce_host(t)
         n = len(METRICS)
         return {k: t[i].item() if k in ("tokens", "rows") else (t[i] / t[n + i]).item() if t[n + i] > 0
                 else float("nan") for i, k in enumerate(METRICS)}
@@ -183,7 +184,7 @@ class Trainer:
         self.engine.eval()
         loader = iter(build_loader(self.valid_set, self.cfg, self.rank, self.world, 0, train=False))
         hist = self.target_hist.clone()
-        dist.all_reduce(hist)
+        all_reduce_host(hist)
         prior = (hist + 1) / (hist + 1).sum()  # add-one smoothing: the frequency prior over m/z bins
         mode = int(torch.argmax(hist))
         sums = torch.zeros(5, dtype=torch.float64)  # loss*n, correct, n, prior nll*n, prior correct
@@ -201,7 +202,7 @@ class Trainer:
                 float(torch.nn.functional.cross_entropy(logits, target, reduction="sum")),
                 float((logits.argmax(-1) == target).sum()), n,
                 float(-torch.log(prior[target.cpu()]).sum()), float((target == mode).sum())], dtype=torch.float64)
-        dist.all_reduce(sums)
+        all_reduce_host(sums)
         self.engine.train()
         n = max(sums[2].item(), 1)
         result = {"val_masked_mz": sums[0].item() / n, "val_masked_mz_acc": sums[1].item() / n,
@@ -230,7 +231,7 @@ class Trainer:
 
     def _stop_agreed(self) -> bool:
         flag = torch.tensor([1.0 if self.stop_requested else 0.0])
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        all_reduce_host(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
 
     def close(self) -> None:
