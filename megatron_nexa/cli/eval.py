@@ -1,8 +1,10 @@
 """``nexa-eval --model HF_DIR --data VERSION_DIR``: fingerprint and RT heads on frozen features of the
-pretrained encoder, a random-init encoder and binned spectra, scored on the structure-disjoint test split."""
+pretrained encoder, a random-init encoder and binned spectra, scored on the structure-disjoint test split;
+retrieval by structure; predicted fingerprint → candidate structures ranking. A table, JSON and a PNG."""
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -11,15 +13,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="a dataset version (split by InChIKey block)")
     p.add_argument("--max-train", type=int, default=20000)
     p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--ppm", type=float, default=10.0, help="candidate structures: mass within this of the query's")
     p.add_argument("--out", help="write the results as JSON here too")
+    p.add_argument("--figure", help="write the PNG figure here (default: beside --out, .png)")
     args = p.parse_args(argv)
+    from megatron_nexa.eval.figure import plot_evaluation
     from megatron_nexa.eval.run import evaluate, render
 
-    results = evaluate(args.model, args.data, args.max_train, args.epochs)
+    results = evaluate(args.model, args.data, args.max_train, args.epochs, ppm=args.ppm)
     print(render(results))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
+    figure = args.figure or (str(Path(args.out).with_suffix(".png")) if args.out else None)
+    if figure:
+        print(f"figure: {plot_evaluation(results, figure)}")
     return 0
 
 

@@ -12,6 +12,7 @@ from megatron_nexa.data.source import SpectraSource
 from megatron_nexa.eval.features import binned, spectra
 from megatron_nexa.eval.metrics import cosine, regression, tanimoto
 from megatron_nexa.eval.retrieval import embedding_similarity, hits_at_k, matchms_similarity
+from megatron_nexa.finetune.candidates import build_library, hits, rank_candidates
 from megatron_nexa.finetune.fit import fit
 from megatron_nexa.finetune.heads import FingerprintHead, GaussianHead
 from megatron_nexa.finetune.targets import RTScaler, morgan_fingerprints
@@ -26,7 +27,7 @@ def _subset(n: int, limit: int | None, seed: int) -> np.ndarray:
 
 
 def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epochs: int = 30, n_bits: int = 2048,
-             seed: int = 0) -> dict:
+             seed: int = 0, ppm: float = 10.0) -> dict:
     from transformers import AutoConfig, AutoModel
 
     train_src, test_src = SpectraSource(data_root, "train"), SpectraSource(data_root, "test")
@@ -47,11 +48,17 @@ def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epoc
     scaler = RTScaler(meta["train"]["run_id"], meta["train"]["rt"].astype(np.float64))
     rt_ok = {k: scaler.known(meta[k]["run_id"], meta[k]["rt"].astype(np.float64)) for k in meta}
     results = {"n_train": len(tr), "n_test": len(te), "n_test_fingerprint": int(fp["test"][1].sum()),
-               "n_test_rt": int(rt_ok["test"].sum()), "features": {}}
+               "n_test_rt": int(rt_ok["test"].sum()), "features": {}, "candidate ranking": {}}
+    # candidate structures: every structure in the shipped data (all splits), filtered per query by mass
+    library = build_library([s for split in ("train", "val", "test")
+                             for s in SpectraSource(data_root, split).view.column("smiles")], n_bits)
+    test_smiles = meta["test"]["smiles"][fp["test"][1]]
     for name, feats in features.items():
         x = {k: torch.from_numpy(np.nan_to_num(v)).float() for k, v in feats.items()}
-        results["features"][name] = {**_fingerprint(x, fp, n_bits, epochs, seed),
-                                     **_rt(x, meta, rt_ok, scaler, epochs, seed)}
+        scores, prob = _fingerprint(x, fp, n_bits, epochs, seed)
+        results["features"][name] = {**scores, **_rt(x, meta, rt_ok, scaler, epochs, seed)}
+        results["candidate ranking"][name] = hits(**rank_candidates(prob, test_smiles, library, ppm))
+    results["candidate_ppm"] = ppm
     keys = np.array([(k or "").split("-")[0] for k in test_src.view.column("inchikey")[te]], dtype=object)
     keys[keys == ""] = np.array([f"missing:{i}" for i in np.flatnonzero(keys == "")], dtype=object)
     results["retrieval"] = {
@@ -69,7 +76,9 @@ def _fingerprint(x, fp, n_bits, epochs, seed) -> dict:
                lambda h, a, y: F.binary_cross_entropy_with_logits(h(a), y), epochs=epochs, seed=seed)
     with torch.no_grad():
         prob = torch.sigmoid(head(x["test"][vte])).numpy()
-    return {"fingerprint_tanimoto": tanimoto(prob > 0.5, yte[vte]), "fingerprint_cosine": cosine(prob, yte[vte].astype(float))}
+    scores = {"fingerprint_tanimoto": tanimoto(prob > 0.5, yte[vte]),
+              "fingerprint_cosine": cosine(prob, yte[vte].astype(float))}
+    return scores, prob
 
 
 def _rt(x, meta, ok, scaler, epochs, seed) -> dict:
@@ -103,4 +112,14 @@ def render(results: dict) -> str:
     lines.append(f"{'ranking':<34}{'hit@1':>7}{'hit@5':>7}{'hit@20':>8}")
     for name, r in results["retrieval"].items():
         lines.append(f"{name:<34}{r['hit@1']:>7.3f}{r['hit@5']:>7.3f}{r['hit@20']:>8.3f}")
+    ranking = results["candidate ranking"]
+    first = next(iter(ranking.values()))
+    lines.append(f"structure annotation: predicted fingerprint -> candidates within {results['candidate_ppm']:g} ppm "
+                 f"of the structure's mass ({first['queries']:,} queries, {first['mean candidates']:.1f} candidates "
+                 f"on average)")
+    lines.append(f"{'fingerprint from':<34}{'hit@1':>7}{'hit@5':>7}{'hit@20':>8}")
+    for name, r in ranking.items():
+        lines.append(f"{name:<34}{r['hit@1']:>7.3f}{r['hit@5']:>7.3f}{r['hit@20']:>8.3f}")
+    lines.append(f"{'random ranking (expected)':<34}{first['random hit@1']:>7.3f}{first['random hit@5']:>7.3f}"
+                 f"{first['random hit@20']:>8.3f}")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ import torch
 
 from megatron_nexa.config import load_config
 from megatron_nexa.convert.to_hf import write_hf
+from megatron_nexa.eval.figure import plot_evaluation
 from megatron_nexa.eval.run import evaluate, render
 from megatron_nexa.model.pretraining import NexaSpecForPretraining
 from megatron_nexa.model.reference import ReferenceEncoder
@@ -26,4 +27,12 @@ def test_eval_report_on_massbank(massbank, tmp_path):
     for r in results["retrieval"].values():
         assert r["queries"] > 50 and 0 <= r["hit@1"] <= r["hit@5"] <= r["hit@20"] <= 1
     assert results["retrieval"]["matchms CosineGreedy"]["hit@20"] > 0.3  # real spectra: library search works
-    assert "FP Tanimoto" in render(results) and "hit@20" in render(results)
+    ranking = results["candidate ranking"]
+    assert set(ranking) == set(results["features"])
+    for r in ranking.values():  # every test spectrum with a structure is a query; its structure is a candidate
+        assert r["queries"] == results["n_test_fingerprint"] and r["mean candidates"] >= 1
+        assert 0 <= r["hit@1"] <= r["hit@5"] <= r["hit@20"] <= 1 and r["random hit@1"] <= r["random hit@20"]
+    text = render(results)
+    assert "FP Tanimoto" in text and "hit@20" in text and "random ranking (expected)" in text
+    png = plot_evaluation(results, tmp_path / "eval.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -25,10 +25,10 @@ def test_card_arithmetic():
 
 def test_zero_stages_shard_what_they_should():
     full = model_state_bytes(1000, 1, 1)
-    assert full == {"params": 2000, "grads": 2000, "optimizer": 12000}
-    assert model_state_bytes(1000, 1, 4) == {"params": 2000, "grads": 2000, "optimizer": 3000}
-    assert model_state_bytes(1000, 2, 4) == {"params": 2000, "grads": 500, "optimizer": 3000}
-    assert model_state_bytes(1000, 3, 4) == {"params": 500, "grads": 500, "optimizer": 3000}
+    assert full == {"params": 2000, "grads": 2000, "optimizer": 16000}
+    assert model_state_bytes(1000, 1, 4) == {"params": 2000, "grads": 2000, "optimizer": 4000}
+    assert model_state_bytes(1000, 2, 4) == {"params": 2000, "grads": 500, "optimizer": 4000}
+    assert model_state_bytes(1000, 3, 4) == {"params": 500, "grads": 500, "optimizer": 4000}
 
 
 @pytest.mark.parametrize("recompute", list(Recompute))

@@ -14,6 +14,9 @@ def test_auto_values_are_filled_from_the_yaml():
     ds, c = reconcile(load_ds_config(REPO / "ds_configs/zero3.json"), cfg(), dp_size=2)
     assert (ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"], ds["train_batch_size"]) == (4, 1, 8)
     assert ds["gradient_clipping"] == 1.0
+    assert c.model.recompute == cfg().model.recompute  # the YAML decides recompute
+    # a DeepSpeed-style activation_checkpointing section turns megatron's full recompute on
+    ds, c = reconcile({**ds, "activation_checkpointing": {"partition_activations": False}}, cfg(), dp_size=2)
     assert "activation_checkpointing" not in ds and c.model.recompute == Recompute.FULL
     ds, _ = reconcile(load_ds_config(REPO / "ds_configs/zero3_cpu.json"), cfg(), dp_size=1)
     assert ds["gradient_accumulation_steps"] == 2
