@@ -20,7 +20,7 @@ def plot_evaluation(results: dict, out_path: str | Path) -> Path:
         r = features[n]
         axes[1].annotate(f"in 68%: {r['rt_coverage_68']:.2f}\nin 95%: {r['rt_coverage_95']:.2f}", (i, r["rt_mae"]),
                          ha="center", va="bottom", fontsize=8)
-    axes[1].set(title="RT MAE, s (lower is better)")
+    axes[1].set(title="RT MAE, s (lower is better)", ylim=(0, 1.25 * max(features[n]["rt_mae"] for n in names)))
 
     def grouped(ax, rows: dict, title: str):
         ks = ("hit@1", "hit@5", "hit@20")
@@ -29,7 +29,7 @@ def plot_evaluation(results: dict, out_path: str | Path) -> Path:
             ax.bar([i + j * width for i in range(len(ks))], [r[k] for k in ks], width, label=name)
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(ks))], ks)
         ax.set(title=title, ylim=(0, 1))
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="lower right")
 
     grouped(axes[2], results["retrieval"], "retrieval by structure within the test split")
     ranking = dict(results["candidate ranking"])
