@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo eval test clean
+.PHONY: venv demo eval finetune test clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,11 @@ demo: venv
 eval: demo
 	$(PY) -m megatron_nexa.cli.convert to-hf runs/demo hf/demo
 	$(PY) -m megatron_nexa.cli.eval --model hf/demo --data $(DATA)/massbank_v1 --out runs/demo/eval.json
+
+# After `make eval`: fine-tune each head on the demo encoder (frozen 100 steps, then unfrozen), test-split scores.
+finetune: eval
+	for task in fingerprint rt ccs contrastive; do \
+		OMP_NUM_THREADS=2 $(PY) -m megatron_nexa.cli.finetune --config configs/finetune/$$task.yaml || exit 1; done
 
 test: venv
 	DS_ACCELERATOR=cpu $(PY) -m pytest -q $(PYTEST_ARGS)

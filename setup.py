@@ -40,6 +40,7 @@ setup(
             "nexa-convert=megatron_nexa.cli.convert:main",
             "nexa-embed=megatron_nexa.cli.embed:main",
             "nexa-eval=megatron_nexa.cli.eval:main",
+            "nexa-finetune=megatron_nexa.cli.finetune:main",
         ],
     },
 )

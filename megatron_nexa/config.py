@@ -235,6 +235,49 @@ class TrainConfig:
         _require(self.spike_factor > 1, f"{prefix}.spike_factor", "must be > 1")
 
 
+class Task(str, enum.Enum):
+    """What ``nexa-finetune`` trains on top of the encoder."""
+
+    FINGERPRINT = "fingerprint"  # Morgan bits from SMILES, multi-label BCE
+    RT = "rt"  # retention time per LC system, Gaussian NLL
+    CCS = "ccs"  # collision cross section, Gaussian NLL (synthetic unless the data has a ccs column)
+    CONTRASTIVE = "contrastive"  # InfoNCE, spectra of one structure (InChIKey first block) are positives
+
+
+@dataclass
+class FinetuneConfig:
+    """A ``nexa-finetune`` run: pretrained encoder (Hugging Face folder) + a task head on a dataset version."""
+
+    task: Task = Task.FINGERPRINT
+    init: str = ""  # the pretrained model: a folder written by nexa-convert to-hf
+    data: str = ""  # a dataset version (nexa-preprocess output), split by structure
+    out_dir: str = "runs/finetune"
+    steps: int = 300
+    micro_batch_size: int = 32
+    lr: float = 1e-3  # the head
+    encoder_lr: float = 5e-5  # the encoder, once unfrozen
+    unfreeze_after: int | None = 0  # encoder frozen for this many steps; None: frozen throughout
+    weight_decay: float = 0.01
+    n_bits: int = 2048  # fingerprint length (2048 or 4096 in the card)
+    temperature: float = 0.1  # InfoNCE
+    max_train: int | None = None  # at most this many training spectra (a quick run)
+    log_interval: int = 25
+    seed: int = 0
+
+    def validate(self) -> "FinetuneConfig":
+        _require(bool(self.init), "init", "name the pretrained model (a nexa-convert to-hf folder)")
+        _require(bool(self.data), "data", "name a dataset version folder")
+        for name in ("steps", "micro_batch_size", "log_interval"):
+            _require(getattr(self, name) >= 1, name, "must be >= 1")
+        _require(self.lr > 0 and self.encoder_lr >= 0, "lr", "lr must be > 0 and encoder_lr >= 0")
+        _require(self.unfreeze_after is None or self.unfreeze_after >= 0, "unfreeze_after", "must be >= 0 or null")
+        _require(self.n_bits in (1024, 2048, 4096) or self.n_bits >= 64, "n_bits", "must be >= 64")
+        _require(self.task != Task.CONTRASTIVE or self.micro_batch_size % 2 == 0, "micro_batch_size",
+                 "must be even for contrastive pairs")
+        _require(self.temperature > 0, "temperature", "must be > 0")
+        return self
+
+
 @dataclass
 class RunConfig:
     """Everything a run needs; saved beside every checkpoint."""
@@ -365,12 +408,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
     A top-level ``base:`` key names another YAML (relative to this file) merged underneath.
     """
+    return load_dataclass(RunConfig, path, overrides)
+
+
+def load_dataclass(cls: type, path: str | Path | None = None, overrides: list[str] | None = None):
+    """Any config dataclass with a ``validate()`` from YAML + ``section.key=value`` overrides."""
     data: dict = {}
     if path is not None:
         data = _read_yaml(Path(path))
     data = _merge(data, parse_overrides(overrides or []))
     try:
-        return _build(RunConfig, data, "").validate()
+        return _build(cls, data, "").validate()
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
 

@@ -51,6 +51,9 @@ class SplitView:
         shard, j = self.locate(i)
         return {k: v[0] for k, v in self.shard_metadata(shard).slice(j, 1).to_pydict().items()}
 
+    def has_column(self, name: str) -> bool:
+        return bool(self.prefixes) and name in pq.read_schema(self.prefixes[0] + ".parquet").names
+
     def column(self, name: str) -> np.ndarray:
         """One metadata column over the whole split (e.g. ``rt``, ``run_id``), in index order."""
         parts = [pq.read_table(p + ".parquet", columns=[name]).column(name).to_numpy(zero_copy_only=False)

@@ -1,0 +1,189 @@
+"""``nexa-finetune``: the pretrained encoder + a task head, trained through DeepSpeed like pretraining.
+
+The encoder is frozen for ``unfreeze_after`` steps (``None``: throughout) by giving its parameter group a
+learning rate of 0: every parameter stays in the optimiser, so unfreezing needs no rebuild under any ZeRO
+stage. The test split shares no structure with training. Each task is scored there beside a baseline
+from the same run: the training-set bit frequencies (fingerprint), the per-system training mean (RT,
+CCS), or the encoder before fine-tuning (contrastive retrieval).
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from megatron_nexa.config import FinetuneConfig, Task, to_plain
+from megatron_nexa.convert.from_hf import read_hf
+from megatron_nexa.eval.metrics import cosine, regression, tanimoto
+from megatron_nexa.eval.retrieval import embedding_similarity, hits_at_k
+from megatron_nexa.finetune.data import batch_tensors, contrastive_batches, load_split
+from megatron_nexa.finetune.heads import FingerprintHead, GaussianHead
+from megatron_nexa.losses import info_nce
+from megatron_nexa.model.heads import ContrastiveHead
+
+
+class TaskModel(nn.Module):
+    """Encoder → ``[CLS]`` → head; ``group`` is the LC-system code for RT."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module, task: Task):
+        super().__init__()
+        self.encoder, self.head, self.task = encoder, head, task
+
+    def forward(self, token_type, mz, intensity, segment, group):
+        cls = self.encoder(token_type, mz, intensity, segment)[:, 0]
+        if self.task in (Task.RT, Task.CCS):
+            return self.head(cls, group if self.task == Task.RT else None)
+        return self.head(cls)
+
+
+def build_model(cfg: FinetuneConfig, groups: int) -> TaskModel:
+    from megatron_nexa.model.encoder import NexaEncoder
+
+    state, mcfg, _ = read_hf(cfg.init)
+    encoder = NexaEncoder(mcfg)
+    missing, unexpected = encoder.load_state_dict(
+        {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}, strict=False)
+    if unexpected or any(not k.endswith("_extra_state") for k in missing):
+        raise ValueError(f"{cfg.init}: encoder weights do not fit (missing {missing}, unexpected {unexpected})")
+    if cfg.task == Task.FINGERPRINT:
+        head = FingerprintHead(mcfg.hidden_size, cfg.n_bits)
+    elif cfg.task == Task.CONTRASTIVE:  # start from the pretraining projector
+        head = ContrastiveHead(mcfg)
+        head.load_state_dict({k.removeprefix("contrastive."): v for k, v in state.items()
+                              if k.startswith("contrastive.")})
+    else:
+        head = GaussianHead(mcfg.hidden_size, groups=groups if cfg.task == Task.RT else 0)
+    return TaskModel(encoder, head, cfg.task)
+
+
+def _ds_config(path: str, cfg: FinetuneConfig, world: int) -> dict:
+    ds = json.loads(Path(path).read_text())
+    for key in ("optimizer", "scheduler", "activation_checkpointing"):
+        ds.pop(key, None)
+    wanted = {"train_micro_batch_size_per_gpu": cfg.micro_batch_size, "gradient_accumulation_steps": 1,
+              "train_batch_size": cfg.micro_batch_size * world, "gradient_clipping": 1.0}
+    for key, value in wanted.items():
+        if ds.get(key, "auto") not in ("auto", value):
+            raise ValueError(f"{path}: {key}={ds[key]} disagrees with the fine-tuning run ({value})")
+        ds[key] = value
+    return {**ds, "steps_per_print": 10**9}
+
+
+class Finetuner:
+    def __init__(self, cfg: FinetuneConfig, ds_config: str):
+        import deepspeed
+
+        from megatron_nexa.engine.setup import init_distributed
+
+        init_distributed(cfg.seed)
+        self.cfg, self.rank = cfg, dist.get_rank()
+        self.train, self.scaler = load_split(cfg, "train")
+        self.test, _ = load_split(cfg, "test", self.scaler)
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg, groups=len(self.scaler.index) if self.scaler else 0)
+        self.max_peaks = model.encoder.cfg.max_peaks
+        ds = _ds_config(ds_config, cfg, dist.get_world_size())
+        if ds.get("bf16", {}).get("enabled"):
+            model = model.to(torch.bfloat16)
+        head = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
+        encoder = [p for n, p in model.named_parameters() if n.startswith("encoder.")]
+        optimizer = torch.optim.AdamW([{"params": head, "lr": cfg.lr}, {"params": encoder, "lr": 0.0}],
+                                      weight_decay=cfg.weight_decay)
+        self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds)
+        self.rng = np.random.default_rng(cfg.seed + self.rank)
+        self.device = self.engine.device
+
+    def _inputs(self, idx: np.ndarray, split):
+        return tuple(t.to(self.device) for t in batch_tensors([split.items[i] for i in idx], self.max_peaks)) + (
+            torch.from_numpy(split.group[idx]).to(self.device),)
+
+    def loss(self, idx: np.ndarray) -> torch.Tensor:
+        out = self.engine(*self._inputs(idx, self.train))
+        if self.cfg.task == Task.FINGERPRINT:
+            target = torch.from_numpy(self.train.target[idx]).float().to(self.device)
+            return F.binary_cross_entropy_with_logits(out.float(), target)
+        mean, log_var = out
+        target = torch.from_numpy(self.train.target[idx]).to(self.device)
+        return F.gaussian_nll_loss(mean.float(), target, log_var.float().exp())
+
+    def contrastive_loss(self, a: np.ndarray, b: np.ndarray) -> torch.Tensor:
+        z = self.engine(*self._inputs(np.concatenate([a, b]), self.train)).float()
+        return info_nce(z[: len(a)], z[len(a):], self.cfg.temperature)["contrastive"]
+
+    def set_encoder_lr(self, step: int) -> float:
+        c = self.cfg
+        lr = c.encoder_lr if c.unfreeze_after is not None and step >= c.unfreeze_after else 0.0
+        self.engine.optimizer.param_groups[1]["lr"] = lr
+        return lr
+
+    def run(self) -> dict:
+        c = self.cfg
+        before = self.evaluate() if c.task == Task.CONTRASTIVE else None
+        pairs = contrastive_batches(self.train.keys, c.micro_batch_size // 2, self.rng) \
+            if c.task == Task.CONTRASTIVE else None
+        for step in range(c.steps):
+            encoder_lr = self.set_encoder_lr(step)
+            if pairs is not None:
+                loss = self.contrastive_loss(*next(pairs))
+            else:
+                loss = self.loss(self.rng.choice(len(self.train.items), c.micro_batch_size, replace=False))
+            self.engine.backward(loss)
+            self.engine.step()
+            if self.rank == 0 and ((step + 1) % c.log_interval == 0 or step + 1 == c.steps):
+                print(f"step {step + 1}/{c.steps} loss {loss.item():.4f} encoder lr {encoder_lr:.1e}", flush=True)
+        results = {"task": c.task.value, "train": len(self.train.items), "train_dropped": self.train.dropped,
+                   "test": len(self.test.items), "test_dropped": self.test.dropped, **self.evaluate()}
+        if before is not None:
+            results["before fine-tuning"] = before
+        self.save(results)
+        return results
+
+    @torch.no_grad()
+    def predict(self, split) -> list:
+        self.engine.eval()
+        outs = []
+        for start in range(0, len(split.items), self.cfg.micro_batch_size):
+            idx = np.arange(start, min(start + self.cfg.micro_batch_size, len(split.items)))
+            out = self.engine(*self._inputs(idx, split))
+            outs.append(tuple(o.float().cpu() for o in out) if isinstance(out, tuple) else out.float().cpu())
+        self.engine.train()
+        return outs
+
+    def evaluate(self) -> dict:
+        c, test = self.cfg, self.test
+        outs = self.predict(test)
+        if c.task == Task.FINGERPRINT:
+            prob = torch.sigmoid(torch.cat(outs)).numpy()
+            freq = np.broadcast_to(self.train.target.mean(0), prob.shape)
+            return {"fingerprint_tanimoto": tanimoto(prob > 0.5, test.target),
+                    "fingerprint_cosine": cosine(prob, test.target.astype(float)),
+                    "baseline (training bit frequencies)": {"fingerprint_tanimoto": tanimoto(freq > 0.5, test.target),
+                                                            "fingerprint_cosine": cosine(freq, test.target.astype(float))}}
+        if c.task == Task.CONTRASTIVE:
+            return hits_at_k(embedding_similarity(torch.cat(outs).numpy()), test.keys)
+        mean = torch.cat([m for m, _ in outs]).numpy()
+        std = np.exp(0.5 * torch.cat([v for _, v in outs]).numpy())
+        groups, scale = test.groups_raw, self.scaler.scale(test.groups_raw)
+        model = regression(self.scaler.inverse(groups, mean), std * scale, test.raw)
+        base = regression(self.scaler.inverse(groups, np.zeros_like(mean)), scale, test.raw)
+        return {**model, "baseline (training mean per group)": base}
+
+    def save(self, results: dict) -> None:
+        import deepspeed
+        from safetensors.torch import save_file
+
+        params = list(self.engine.module.parameters())
+        stage3 = self.engine.zero_optimization_stage() == 3
+        with deepspeed.zero.GatheredParameters(params, enabled=stage3):
+            state = {k: v.detach().float().cpu().contiguous() for k, v in self.engine.module.state_dict().items()
+                     if not k.endswith("_extra_state")}
+        if self.rank != 0:
+            return
+        out = Path(self.cfg.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        save_file(state, str(out / "model.safetensors"))
+        (out / "finetune.json").write_text(json.dumps(to_plain(self.cfg), indent=1))
+        (out / "results.json").write_text(json.dumps(results, indent=1))
