@@ -232,7 +232,8 @@ def environment() -> dict:
     import deepspeed
     import megatron.core
 
-    return {"device": torch.cuda.get_device_name() if CUDA else "CPU", "torch": torch.__version__, "cuda": torch.version.cuda,
+    return {"device": torch.cuda.get_device_name() if CUDA else "CPU", "torch": torch.__version__,
+            "cuda": torch.version.cuda,
             "deepspeed": deepspeed.__version__, "megatron_core": megatron.core.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 

@@ -3,7 +3,8 @@ head on the pretrained encoder (frozen, unfrozen, or unfrozen after N steps), th
 scored on the structure-disjoint test split beside a baseline from the same run.
 
     nexa-finetune --config configs/finetune/rt.yaml --steps=500 --unfreeze_after=100
-    deepspeed --num_gpus 8 -m megatron_nexa.cli.finetune --config configs/finetune/fingerprint.yaml --ds_config ds_configs/zero2.json
+    deepspeed --num_gpus 8 --module megatron_nexa.cli.finetune \
+    --config configs/finetune/fingerprint.yaml --ds_config ds_configs/zero2.json
 """
 import argparse
 import json

@@ -158,10 +158,12 @@ class Finetuner:
         if c.task == Task.FINGERPRINT:
             prob = torch.sigmoid(torch.cat(outs)).numpy()
             freq = np.broadcast_to(self.train.target.mean(0), prob.shape)
-            return {"fingerprint_tanimoto": tanimoto(prob > 0.5, test.target),
-                    "fingerprint_cosine": cosine(prob, test.target.astype(float)),
-                    "baseline (training bit frequencies)": {"fingerprint_tanimoto": tanimoto(freq > 0.5, test.target),
-                                                            "fingerprint_cosine": cosine(freq, test.target.astype(float))}}
+
+            def scores(p):
+                return {"fingerprint_tanimoto": tanimoto(p > 0.5, test.target),
+                        "fingerprint_cosine": cosine(p, test.target.astype(float))}
+
+            return {**scores(prob), "baseline (training bit frequencies)": scores(freq)}
         if c.task == Task.CONTRASTIVE:
             return hits_at_k(embedding_similarity(torch.cat(outs).numpy()), test.keys)
         mean = torch.cat([m for m, _ in outs]).numpy()

@@ -62,7 +62,8 @@ def test_bf16_megatron_encoder_matches_fp32_reference(parallel, backend):
         plain_bf16 = reference_bf16(*inputs)
     err, floor = relative_error(got, want, valid), relative_error(plain_bf16, want, valid)
     cosine = torch.nn.functional.cosine_similarity(got.float()[valid], want[valid], dim=-1)
-    print(f"{backend.value}: relative error {err:.4f} (plain bf16 reference: {floor:.4f}); min cosine {cosine.min():.5f}")
+    print(f"{backend.value}: relative error {err:.4f} (plain bf16 reference: {floor:.4f}); "
+          f"min cosine {cosine.min():.5f}")
     assert err <= 2 * floor + 1e-3, (err, floor)
     assert err < 0.03 and cosine.min() > 0.995
 
