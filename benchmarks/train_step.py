@@ -44,6 +44,16 @@ def synthetic_batch(cfg, rows: int, seed: int = 0) -> Batch:
                  torch.arange(rows), torch.zeros(rows, dtype=torch.int64), torch.zeros(rows, 2, dtype=torch.int64))
 
 
+def engine_step(built, batch: Batch) -> torch.Tensor:
+    """One optimiser step of the real engine on ``batch`` (forward, losses, backward, update); the loss."""
+    from megatron_nexa.losses import pretraining_terms
+
+    loss = pretraining_terms(batch, built.engine(*batch.model_inputs()), built.cfg.loss)["loss"]
+    built.engine.backward(loss)
+    built.engine.step()
+    return loss
+
+
 def time_steps(step, steps: int) -> float:
     for _ in range(3):
         step()
@@ -72,12 +82,7 @@ def main():
         built = build(cfg, args.ds_config)
         batch = synthetic_batch(cfg, cfg.train.micro_batch_size).to(built.device)
 
-        def engine_step():
-            out = built.engine(*batch.model_inputs())
-            built.engine.backward(pretraining_terms(batch, out, cfg.loss)["loss"])
-            built.engine.step()
-
-        t_engine = time_steps(engine_step, args.steps)
+        t_engine = time_steps(lambda: engine_step(built, batch), args.steps)
         torch.manual_seed(0)
         plain = NexaSpecForPretraining(cfg.model, ReferenceEncoder(cfg.model)).to(built.device)
         opt = torch.optim.AdamW(plain.parameters(), lr=1e-4)

@@ -20,14 +20,15 @@ def main(argv: list[str] | None = None) -> int:
     args, overrides = p.parse_known_args(argv)
     from megatron_nexa.config import ConfigError, FinetuneConfig, load_dataclass
 
+    from megatron_nexa.finetune.train import Finetuner
+
     try:
-        cfg = load_dataclass(FinetuneConfig, args.config, overrides)
+        finetuner = Finetuner(load_dataclass(FinetuneConfig, args.config, overrides), args.ds_config)
     except ConfigError as e:
         print(f"nexa-finetune: config error: {e}", file=sys.stderr)
         return 2
-    from megatron_nexa.finetune.train import Finetuner
-
-    results = Finetuner(cfg, args.ds_config).run()
+    cfg = finetuner.cfg
+    results = finetuner.run()
     import torch.distributed as dist
 
     if dist.get_rank() == 0:

@@ -25,36 +25,43 @@ def load_ds_config(path: str | Path) -> dict:
 
 def reconcile(ds: dict, cfg: RunConfig, dp_size: int, source: str = "ds_config") -> tuple[dict, RunConfig]:
     """Return the DeepSpeed dict to pass to ``deepspeed.initialize`` and the (possibly updated) run config."""
-    ds, cfg = copy.deepcopy(ds), copy.deepcopy(cfg)
+    cfg = copy.deepcopy(cfg)
     t = cfg.train
     per_step = t.micro_batch_size * dp_size
     if t.global_batch_size % per_step:
         raise ConfigError(f"train.global_batch_size={t.global_batch_size} is not a multiple of micro_batch_size "
                           f"({t.micro_batch_size}) x data-parallel size ({dp_size}) = {per_step}")
-    wanted = {"train_micro_batch_size_per_gpu": t.micro_batch_size,
-              "gradient_accumulation_steps": t.global_batch_size // per_step,
-              "train_batch_size": t.global_batch_size,
-              "gradient_clipping": cfg.optim.grad_clip}
-    yaml_name = {"train_micro_batch_size_per_gpu": "train.micro_batch_size",
-                 "gradient_accumulation_steps": "train.global_batch_size / (micro_batch_size x dp size)",
-                 "train_batch_size": "train.global_batch_size", "gradient_clipping": "optim.grad_clip"}
-    for key, value in wanted.items():
+    ds = fill_batch_settings(ds, {
+        "train_micro_batch_size_per_gpu": (t.micro_batch_size, "train.micro_batch_size"),
+        "gradient_accumulation_steps": (t.global_batch_size // per_step,
+                                        "train.global_batch_size / (micro_batch_size x dp size)"),
+        "train_batch_size": (t.global_batch_size, "train.global_batch_size"),
+        "gradient_clipping": (cfg.optim.grad_clip, "optim.grad_clip")}, dp_size, source)
+    if "activation_checkpointing" in ds:
+        ds.pop("activation_checkpointing")
+        if cfg.model.recompute == Recompute.NONE:
+            cfg.model.recompute = Recompute.FULL
+    return ds, cfg
+
+
+def fill_batch_settings(ds: dict, wanted: dict[str, tuple[float, str]], dp_size: int, source: str) -> dict:
+    """A copy of ``ds`` with each key of ``wanted`` (value, the run-config name it comes from) filled where it
+    is "auto" or absent; a different number is an error naming both. The optimiser and LR schedule are
+    built by our code, so ``optimizer``/``scheduler`` sections are refused rather than silently ignored."""
+    ds = copy.deepcopy(ds)
+    for key, (value, name) in wanted.items():
         given = ds.get(key, "auto")
         if given != "auto" and float(given) != float(value):
-            raise ConfigError(f"{source}: {key}={given} disagrees with {yaml_name[key]}={value} "
+            raise ConfigError(f"{source}: {key}={given} disagrees with {name}={value} "
                               f"(dp size {dp_size}); set it to \"auto\" or make them agree")
         ds[key] = value
     for key in ("optimizer", "scheduler"):
         if key in ds:
             raise ConfigError(f"{source}: remove the {key!r} section: the optimiser and LR schedule are built "
-                              f"from optim.* in the run config (AdamW with weight-decay groups, warmup + cosine)")
-    if "activation_checkpointing" in ds:
-        ds.pop("activation_checkpointing")
-        if cfg.model.recompute == Recompute.NONE:
-            cfg.model.recompute = Recompute.FULL
+                              f"from the run config (optim.* for pretraining, the fine-tuning config for nexa-finetune)")
     ds.setdefault("steps_per_print", 10**9)  # we log ourselves
     ds.setdefault("wall_clock_breakdown", False)
-    return ds, cfg
+    return ds
 
 
 def zero_stage(ds: dict) -> int:

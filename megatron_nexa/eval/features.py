@@ -4,6 +4,13 @@ import numpy as np
 from megatron_nexa.data.source import SpectraSource
 
 
+def subset(n: int, limit: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of at most ``limit`` of ``n`` rows, drawn reproducibly (all rows if no limit)."""
+    if limit and n > limit:
+        return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+    return np.arange(n)
+
+
 def spectra(source: SpectraSource, indices: np.ndarray) -> list[tuple]:
     out = []
     for i in indices:

@@ -9,21 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from megatron_nexa.data.source import SpectraSource
-from megatron_nexa.eval.features import binned, spectra
+from megatron_nexa.eval.features import binned, spectra, subset
 from megatron_nexa.eval.metrics import cosine, regression, tanimoto
 from megatron_nexa.eval.retrieval import embedding_similarity, hits_at_k, matchms_similarity
-from megatron_nexa.finetune.candidates import build_library, hits, rank_candidates
+from megatron_nexa.finetune.candidates import build_library, candidate_sets, hits, rank_candidates
 from megatron_nexa.finetune.fit import fit
 from megatron_nexa.finetune.heads import FingerprintHead, GaussianHead
 from megatron_nexa.finetune.targets import RTScaler, morgan_fingerprints
 from megatron_nexa.inference import embed, load_model
-
-
-def _subset(n: int, limit: int | None, seed: int) -> np.ndarray:
-    idx = np.arange(n)
-    if limit and n > limit:
-        idx = np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
-    return idx
 
 
 def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epochs: int = 30, n_bits: int = 2048,
@@ -31,7 +24,7 @@ def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epoc
     from transformers import AutoConfig, AutoModel
 
     train_src, test_src = SpectraSource(data_root, "train"), SpectraSource(data_root, "test")
-    tr, te = _subset(len(train_src), max_train, seed), np.arange(len(test_src))
+    tr, te = subset(len(train_src), max_train, seed), np.arange(len(test_src))
     meta = {name: {col: src.view.column(col)[idx] for col in ("smiles", "rt", "run_id")}
             for name, src, idx in (("train", train_src, tr), ("test", test_src, te))}
     items = {"train": spectra(train_src, tr), "test": spectra(test_src, te)}
@@ -52,12 +45,12 @@ def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epoc
     # candidate structures: every structure in the shipped data (all splits), filtered per query by mass
     library = build_library([s for split in ("train", "val", "test")
                              for s in SpectraSource(data_root, split).view.column("smiles")], n_bits)
-    test_smiles = meta["test"]["smiles"][fp["test"][1]]
+    candidates = candidate_sets(meta["test"]["smiles"][fp["test"][1]], library, ppm)
     for name, feats in features.items():
         x = {k: torch.from_numpy(np.nan_to_num(v)).float() for k, v in feats.items()}
         scores, prob = _fingerprint(x, fp, n_bits, epochs, seed)
         results["features"][name] = {**scores, **_rt(x, meta, rt_ok, scaler, epochs, seed)}
-        results["candidate ranking"][name] = hits(**rank_candidates(prob, test_smiles, library, ppm))
+        results["candidate ranking"][name] = hits(**rank_candidates(prob, candidates))
     results["candidate_ppm"] = ppm
     keys = np.array([(k or "").split("-")[0] for k in test_src.view.column("inchikey")[te]], dtype=object)
     keys[keys == ""] = np.array([f"missing:{i}" for i in np.flatnonzero(keys == "")], dtype=object)

@@ -50,27 +50,44 @@ def build_library(smiles, n_bits: int) -> Library:
     return Library(keys[idx], chosen, mass[idx], morgan_fingerprints(list(chosen), n_bits)[0])
 
 
-def rank_candidates(pred: np.ndarray, query_smiles, library: Library, ppm: float = 10.0) -> dict:
-    """Rank of each query's true structure among its mass-filtered candidates (1 = top).
+@dataclass
+class CandidateSets:
+    """The candidates of each query, found once and then scored for any number of predictors."""
 
-    Returns ``ranks`` and ``candidates`` (how many each query had), for queries whose structure parses.
-    """
+    rows: np.ndarray  # which queries (input order) have a parseable structure that the library holds
+    pools: list  # per such query: library rows within ``ppm`` of its structure's mass
+    truth: list  # per such query: the library row of its structure
+    unit_bits: np.ndarray  # the library's fingerprints, L2-normalised
+
+
+def candidate_sets(query_smiles, library: Library, ppm: float = 10.0) -> CandidateSets:
     keys, mass = structure_keys(query_smiles)
-    bits = library.bits.astype(np.float64)
-    bits /= np.maximum(np.linalg.norm(bits, axis=1, keepdims=True), 1e-12)
-    ranks, counts = [], []
-    for p, key, m in zip(pred.astype(np.float64), keys, mass):
+    rows, pools, truth = [], [], []
+    for i, (key, m) in enumerate(zip(keys, mass)):
         if not key:
             continue
         pool = np.flatnonzero(np.abs(library.mass - m) <= m * ppm * 1e-6)
-        truth = pool[library.keys[pool] == key]
-        if len(truth) == 0:  # the query's structure is not in the library
+        own = pool[library.keys[pool] == key]
+        if len(own) == 0:  # the query's structure is not in the library
             continue
-        scores = bits[pool] @ (p / max(np.linalg.norm(p), 1e-12))
-        true_score = scores[pool == truth[0]][0]
+        rows.append(i)
+        pools.append(pool)
+        truth.append(int(own[0]))
+    bits = library.bits.astype(np.float64)
+    unit = bits / np.maximum(np.linalg.norm(bits, axis=1, keepdims=True), 1e-12)
+    return CandidateSets(np.array(rows, dtype=np.int64), pools, truth, unit)
+
+
+def rank_candidates(pred: np.ndarray, sets: CandidateSets) -> dict:
+    """Rank of each query's true structure among its candidates (1 = top), by cosine with ``pred``
+    (``[n_queries, n_bits]``, input order). Returns ``ranks`` and ``candidates`` (pool sizes)."""
+    ranks = []
+    for row, pool, truth in zip(sets.rows, sets.pools, sets.truth):
+        p = pred[row].astype(np.float64)
+        scores = sets.unit_bits[pool] @ (p / max(np.linalg.norm(p), 1e-12))
+        true_score = scores[pool == truth][0]
         ranks.append(int((scores >= true_score).sum()))  # ties count against the query (many isomers share bits)
-        counts.append(len(pool))
-    return {"ranks": np.array(ranks), "candidates": np.array(counts)}
+    return {"ranks": np.array(ranks), "candidates": np.array([len(pool) for pool in sets.pools])}
 
 
 def hits(ranks: np.ndarray, candidates: np.ndarray, ks=(1, 5, 20)) -> dict:

@@ -11,7 +11,7 @@ import torch
 from megatron_nexa.config import FinetuneConfig, Task
 from megatron_nexa.data.source import SpectraSource
 from megatron_nexa.data.tokenize import single_row
-from megatron_nexa.eval.features import spectra
+from megatron_nexa.eval.features import spectra, subset
 from megatron_nexa.finetune.targets import RTScaler, morgan_fingerprints, synthetic_ccs
 
 
@@ -26,16 +26,10 @@ class TaskSplit:
     keys: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
 
 
-def _limit(n: int, limit: int | None, seed: int) -> np.ndarray:
-    if limit and n > limit:
-        return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
-    return np.arange(n)
-
-
 def load_split(cfg: FinetuneConfig, split: str, scaler: RTScaler | None = None) -> tuple[TaskSplit, RTScaler | None]:
     """The split's rows that have a target; for RT/CCS the scaler is fitted here on the training split."""
     src = SpectraSource(cfg.data, split)
-    idx = _limit(len(src), cfg.max_train if split == "train" else None, cfg.seed)
+    idx = subset(len(src), cfg.max_train if split == "train" else None, cfg.seed)
     col = {c: src.view.column(c)[idx] for c in ("smiles", "rt", "run_id", "inchikey")}
     keys = np.array([(k or "").split("-")[0] for k in col["inchikey"]], dtype=object)
     if cfg.task == Task.FINGERPRINT:

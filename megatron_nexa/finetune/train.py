@@ -60,16 +60,16 @@ def build_model(cfg: FinetuneConfig, groups: int) -> TaskModel:
 
 
 def _ds_config(path: str, cfg: FinetuneConfig, world: int) -> dict:
-    ds = json.loads(Path(path).read_text())
-    for key in ("optimizer", "scheduler", "activation_checkpointing"):
-        ds.pop(key, None)
-    wanted = {"train_micro_batch_size_per_gpu": cfg.micro_batch_size, "gradient_accumulation_steps": 1,
-              "train_batch_size": cfg.micro_batch_size * world, "gradient_clipping": 1.0}
-    for key, value in wanted.items():
-        if ds.get(key, "auto") not in ("auto", value):
-            raise ValueError(f"{path}: {key}={ds[key]} disagrees with the fine-tuning run ({value})")
-        ds[key] = value
-    return {**ds, "steps_per_print": 10**9}
+    """The DeepSpeed JSON with the fine-tuning batch filled in (no accumulation, clipping at 1.0)."""
+    from megatron_nexa.engine.ds_config import fill_batch_settings, load_ds_config
+
+    ds = fill_batch_settings(load_ds_config(path), {
+        "train_micro_batch_size_per_gpu": (cfg.micro_batch_size, "micro_batch_size"),
+        "gradient_accumulation_steps": (1, "nexa-finetune (no accumulation)"),
+        "train_batch_size": (cfg.micro_batch_size * world, "micro_batch_size x data-parallel size"),
+        "gradient_clipping": (1.0, "nexa-finetune's clipping")}, world, source=path)
+    ds.pop("activation_checkpointing", None)  # recompute is a pretraining setting
+    return ds
 
 
 class Finetuner:

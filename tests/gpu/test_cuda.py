@@ -138,9 +138,8 @@ def test_zero3_engine_trains_on_nccl(parallel):
     """The real engine (megatron-core encoder, DeepSpeed ZeRO-3, bf16) on CUDA/NCCL: loss falls on a fixed batch."""
     import torch.distributed as dist
 
-    from benchmarks.train_step import synthetic_batch
+    from benchmarks.train_step import engine_step, synthetic_batch
     from megatron_nexa.engine.setup import build
-    from megatron_nexa.losses import pretraining_terms
 
     cfg = load_config(REPO / "configs/model/small.yaml",
                       ["train.micro_batch_size=16", "train.global_batch_size=16", "optim.warmup_steps=5",
@@ -148,12 +147,7 @@ def test_zero3_engine_trains_on_nccl(parallel):
     built = build(cfg, str(REPO / "ds_configs/zero3.json"))
     assert built.device.type == "cuda" and dist.get_backend() == "nccl"
     data = synthetic_batch(built.cfg, 16, seed=7).to(built.device)
-    losses = []
-    for _ in range(40):
-        loss = pretraining_terms(data, built.engine(*data.model_inputs()), built.cfg.loss)["loss"]
-        built.engine.backward(loss)
-        built.engine.step()
-        losses.append(loss.item())
+    losses = [engine_step(built, data).item() for _ in range(40)]
     built.engine.destroy()
     assert all(np.isfinite(losses)), losses
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses

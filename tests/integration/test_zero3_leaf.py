@@ -11,20 +11,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = """
 import json, sys
-from benchmarks.train_step import synthetic_batch
+from benchmarks.train_step import engine_step, synthetic_batch
 from megatron_nexa.config import load_config
 from megatron_nexa.engine.setup import build
-from megatron_nexa.losses import pretraining_terms
 cfg = load_config("configs/model/tiny.yaml", sys.argv[2:])
 built = build(cfg, sys.argv[1])
 batch = synthetic_batch(built.cfg, built.cfg.train.micro_batch_size)
-losses = []
-for _ in range(5):
-    loss = pretraining_terms(batch, built.engine(*batch.model_inputs()), built.cfg.loss)["loss"]
-    built.engine.backward(loss)
-    built.engine.step()
-    losses.append(loss.item())
-print(json.dumps(losses))
+print(json.dumps([engine_step(built, batch).item() for _ in range(5)]))
 """
 
 

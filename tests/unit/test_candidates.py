@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from megatron_nexa.finetune.candidates import build_library, hits, rank_candidates, structure_keys
+from megatron_nexa.finetune.candidates import build_library, candidate_sets, hits, rank_candidates, structure_keys
 from megatron_nexa.finetune.targets import morgan_fingerprints
 
 ETHANOL, ETHER, PROPANOL = "CCO", "COC", "CCCO"
@@ -19,8 +19,9 @@ def test_library_merges_stereoisomers_and_drops_unparseable():
 def test_candidates_are_filtered_by_mass_and_ranked_by_fingerprint():
     lib = build_library([ETHANOL, ETHER, PROPANOL], n_bits=256)
     bits = morgan_fingerprints([ETHANOL, ETHER], 256)[0].astype(float)
-    right = rank_candidates(bits[:1], [ETHANOL], lib)  # predicts ethanol's own bits
-    wrong = rank_candidates(bits[1:], [ETHANOL], lib)  # predicts the ether's bits
+    ethanol = candidate_sets([ETHANOL], lib)
+    right = rank_candidates(bits[:1], ethanol)  # predicts ethanol's own bits
+    wrong = rank_candidates(bits[1:], ethanol)  # predicts the ether's bits
     assert list(right["candidates"]) == [2]  # ethanol and its isomer; propanol is 14 Da heavier
     assert list(right["ranks"]) == [1] and list(wrong["ranks"]) == [2]
     h = hits(np.array([1, 2]), np.array([2, 2]), ks=(1, 5))
@@ -30,4 +31,4 @@ def test_candidates_are_filtered_by_mass_and_ranked_by_fingerprint():
 def test_ties_count_against_the_query():
     lib = build_library([L_ALA, ETHANOL, ETHER], n_bits=256)
     flat = np.zeros((1, 256))  # no information: every candidate scores the same
-    assert list(rank_candidates(flat, [ETHANOL], lib)["ranks"]) == [2]
+    assert list(rank_candidates(flat, candidate_sets([ETHANOL], lib))["ranks"]) == [2]
