@@ -29,11 +29,12 @@ stage() {  # stage NAME LOG SECONDS CMD...: run with a time limit, append to OUT
   echo "== $name: exit $rc after $((SECONDS - t0)) s" | tee -a "$OUT/summary.txt"
 }
 
-V3=${VARIANTS_3B:-amp zero3 zero3_noleaf zero3_full zero3_selective zero3_local zero2 zero1 zero3_mb2x amp_mb2x}
-V7=${VARIANTS_7B:-amp zero3 zero3_noleaf zero3_full zero3_selective zero2 zero3_mb2x}
+# zero3_deepcompile last: DeepSpeed builds its 'dc' extension with nvcc on first use (JSON is written per variant)
+V3=${VARIANTS_3B:-amp amp_encoder amp_compile zero3 zero3_full zero2 zero3_mb2x amp_mb2x zero3_deepcompile}
+V7=${VARIANTS_7B:-amp zero3 zero3_full zero2 zero3_mb2x}
 if [ -z "${PRETRAIN_ONLY:-}" ]; then  # PRETRAIN_ONLY=1: stage 4 alone
   stage pytest pytest 90 python3 -m pytest -q -s -p no:cacheprovider tests/gpu
-  stage step_3b step_3b 110 python3 benchmarks/gpu_step.py --model nexa_3b --layers 4 \
+  stage step_3b step_3b 170 python3 benchmarks/gpu_step.py --model nexa_3b --layers 4 \
     --json "$OUT/gpu_step_3b.json" --profile zero3 --profile-out "$OUT/profile_3b.txt" --variants $V3
   stage step_7b step_7b 100 python3 benchmarks/gpu_step.py --model nexa_7b --layers 4 \
     --json "$OUT/gpu_step_7b.json" --variants $V7

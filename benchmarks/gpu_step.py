@@ -8,7 +8,9 @@ steps (forward, losses, backward, clipping, update) on synthetic spectra of full
 - ``amp``: the baseline, measured in the same run: the plain-PyTorch ``ReferenceEncoder`` + heads with
   fp32 weights, bf16 autocast and torch's fused AdamW (no DeepSpeed, no megatron-core);
 - ``zero3`` … : the project's own path, ``engine.setup.build`` (megatron-core encoder, DeepSpeed engine)
-  on ``ds_configs/<stage>.json``, with the variant's changes to the model or the DeepSpeed config.
+  on ``ds_configs/<stage>.json``, with the variant's changes to the model or the DeepSpeed config;
+- ``amp_encoder`` (no heads or losses) and ``amp_compile`` (torch.compile) split the baseline's time;
+  ``zero3_deepcompile`` is DeepSpeed's DeepCompile (its C++/CUDA op is built with nvcc on first use).
 Model FLOPs per step are 3 × ``cluster_plan.forward_flops`` (the GPU issue's count; embeddings and
 heads not counted). MFU is against a bf16 matmul ceiling measured in the same run (8192³) and, as a
 second column, against the datasheet peak that ``nexa-plan`` assumes. Peak memory is
@@ -52,6 +54,9 @@ class Variant:
     recompute: Recompute = Recompute.NONE
     attention: AttentionBackend = AttentionBackend.SDPA
     batch_factor: int = 1  # micro-batch = --micro-batch x this
+    ds_sections: dict = field(default_factory=dict)  # top-level DeepSpeed config sections added (e.g. compile)
+    compile: bool = False  # torch.compile the plain model, or engine.compile() (DeepCompile with ds_sections)
+    heads: bool = True  # False (plain only): encoder alone, loss = mean square of its output, no heads
     note: str = ""
 
 
@@ -67,6 +72,11 @@ VARIANTS = {
     "zero3_mb2x": Variant(batch_factor=2, note="twice the micro-batch"),
     "zero3_noleaf": Variant(zero_overrides={"leaf_module": {"classes": []}},
                             note="no leaf modules: ZeRO-3 hooks every submodule (zero3.json before 2026-11-26)"),
+    "amp_compile": Variant(engine=False, compile=True, note="baseline under torch.compile"),
+    "amp_encoder": Variant(engine=False, heads=False,
+                           note="baseline without heads and losses: what embeddings + layers cost alone"),
+    "zero3_deepcompile": Variant(ds_sections={"compile": {"deepcompile": True}}, compile=True,
+                                 note="DeepCompile: ZeRO-3 gather/release scheduled in the compiled graph"),
     "zero2": Variant(ds_config="zero2", note="ds_configs/zero2.json"),
     "zero1": Variant(ds_config="zero1", note="ds_configs/zero1.json"),
 }
@@ -117,6 +127,7 @@ def release_memory() -> int:
 def ds_config_file(variant: Variant, tmp: Path) -> str:
     ds = json.loads((REPO / f"ds_configs/{variant.ds_config}.json").read_text())
     ds["zero_optimization"].update(variant.zero_overrides)
+    ds.update(variant.ds_sections)
     if variant.recompute == Recompute.NONE:
         ds.pop("activation_checkpointing", None)  # its presence turns full recompute on (engine/ds_config.py)
     path = tmp / "ds.json"
@@ -124,21 +135,24 @@ def ds_config_file(variant: Variant, tmp: Path) -> str:
     return str(path)
 
 
-def build_plain(cfg):
+def build_plain(cfg, variant: Variant):
     from megatron_nexa.engine.optim import param_groups
     from megatron_nexa.losses import pretraining_terms
     from megatron_nexa.model.pretraining import NexaSpecForPretraining
     from megatron_nexa.model.reference import ReferenceEncoder
 
     torch.manual_seed(cfg.train.seed)
-    model = NexaSpecForPretraining(cfg.model, ReferenceEncoder(cfg.model)).to(DEVICE).train()
+    encoder = ReferenceEncoder(cfg.model)
+    model = (NexaSpecForPretraining(cfg.model, encoder) if variant.heads else encoder).to(DEVICE).train()
     o = cfg.optim
     opt = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
                             fused=CUDA)
+    run = torch.compile(model) if variant.compile else model
 
     def forward(batch):
         with torch.autocast(DEVICE, dtype=torch.bfloat16):
-            return pretraining_terms(batch, model(*batch.model_inputs()), cfg.loss)["loss"]
+            out = run(*batch.model_inputs())
+            return pretraining_terms(batch, out, cfg.loss)["loss"] if variant.heads else out.float().square().mean()
 
     def backward(loss):
         loss.backward()
@@ -151,12 +165,14 @@ def build_plain(cfg):
     return model, (forward, backward, update), lambda: None
 
 
-def build_engine(cfg, ds_path):
+def build_engine(cfg, ds_path, variant: Variant):
     from megatron_nexa.engine.setup import build
     from megatron_nexa.losses import pretraining_terms
 
     built = build(cfg, ds_path)
     engine = built.engine
+    if variant.compile:
+        engine.compile()
 
     def forward(batch):
         return pretraining_terms(batch, engine(*batch.model_inputs()), built.cfg.loss)["loss"]
@@ -194,9 +210,9 @@ def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         if variant.engine:
-            model, (fwd, bwd, upd), close = build_engine(cfg, ds_config_file(variant, Path(tmp)))
+            model, (fwd, bwd, upd), close = build_engine(cfg, ds_config_file(variant, Path(tmp)), variant)
         else:
-            model, (fwd, bwd, upd), close = build_plain(cfg)
+            model, (fwd, bwd, upd), close = build_plain(cfg, variant)
         build_s = time.perf_counter() - t0
 
         def step():

@@ -71,7 +71,10 @@ class Monitor:
 
 
 def _json_value(v):
-    """Numbers as floats (NaN/inf as null, which JSON lacks), anything else as text."""
+    """Numbers as floats (NaN/inf as null, which JSON lacks; 0-d tensors and numpy scalars too), anything
+    else as text."""
+    if getattr(v, "ndim", None) == 0 and hasattr(v, "item"):
+        v = v.item()
     if isinstance(v, (int, float)):
         return float(v) if math.isfinite(float(v)) else None
     return str(v)

@@ -167,13 +167,15 @@ class Trainer:
         rows = cfg.train.global_batch_size
         flops = model_flops_per_step(cfg, rows, cfg.model.max_peaks + 2)
         peak = device_peak_tflops(cfg)
-        m = dict(m, lr=self.built.scheduler.get_last_lr()[0], grad_norm=self.engine.get_global_grad_norm() or float("nan"),
+        m = dict(m, lr=self.built.scheduler.get_last_lr()[0], grad_norm=float(self.engine.get_global_grad_norm() or "nan"),
                  step_time=step_time, tokens_per_s=m.pop("tokens", 0.0) / max(seconds, 1e-9),
                  consumed_samples=st.consumed_samples, mfu=flops / step_time / (peak * 1e12 * self.world) if peak else None)
         eta = (cfg.train.train_steps - st.step) * step_time
         line = (f"step {st.step}/{cfg.train.train_steps} loss {m['loss']:.4f} mz {m['masked_mz']:.3f} "
                 f"(acc {m['masked_mz_acc']:.3f}) int {m['masked_intensity']:.3f} ro {m.get('retention_order', float('nan')):.3f} "
-                f"(acc {m.get('retention_order_acc', float('nan')):.3f}) lr {m['lr']:.2e} gnorm {m['grad_norm']:.3f} "
+                f"(acc {m.get('retention_order_acc', float('nan')):.3f}) "
+                + (f"nce {m['contrastive']:.3f} (acc {m['contrastive_acc']:.3f}) " if "contrastive" in m else "")
+                + f"lr {m['lr']:.2e} gnorm {m['grad_norm']:.3f} "
                 f"{m['tokens_per_s']:,.0f} tok/s" + (f" mfu {m['mfu']:.1%}" if m["mfu"] else "") + f" eta {eta / 60:.1f} min")
         self.monitor.log(st.step, {k: v for k, v in m.items() if k not in ("rows",) and v is not None}, line)
 
