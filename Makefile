@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo eval finetune test clean
+.PHONY: venv data demo pretrain-small eval finetune test clean
 
 venv: $(STAMP)
 
@@ -21,23 +21,35 @@ $(STAMP): setup.py constraints.txt
 DATA   ?= data_out
 MASSBANK ?= ../shared/data/massbank
 
-demo: venv
-	$(PY) -m megatron_nexa.cli.plan --model configs/model/small.yaml
+data: venv
 	$(PY) -m megatron_nexa.cli.preprocess $(MASSBANK)/*.mgf.gz --out $(DATA) --name massbank --version 1 --workers 2
 	$(PY) -m megatron_nexa.cli.dataset verify $(DATA)/massbank_v1
 	$(PY) -m megatron_nexa.cli.dataset stats $(DATA)/massbank_v1
+
+demo: data
+	$(PY) -m megatron_nexa.cli.plan --model configs/model/small.yaml
 	OMP_NUM_THREADS=1 DS_ACCELERATOR=cpu $(VENV)/bin/deepspeed --num_gpus 2 --master_port 29517 pretrain_nexa.py \
 		--ds_config ds_configs/zero3_cpu.json --config configs/demo.yaml
 
-# After `make demo`: export the demo model and score fingerprint/RT heads on frozen features against baselines.
-eval: demo
-	$(PY) -m megatron_nexa.cli.convert to-hf runs/demo hf/demo
-	$(PY) -m megatron_nexa.cli.eval --model hf/demo --data $(DATA)/massbank_v1 --out runs/demo/eval.json
+# About an hour on 2 cores: `small` pretrained 4,000 steps with contrastive views (runs/massbank_small);
+# then `make eval RUN=runs/massbank_small`.
+pretrain-small: data
+	OMP_NUM_THREADS=1 DS_ACCELERATOR=cpu $(VENV)/bin/deepspeed --num_gpus 2 --master_port 29518 pretrain_nexa.py \
+		--ds_config ds_configs/zero3_cpu.json --config configs/massbank_small.yaml
 
-# After `make eval`: fine-tune each head on the demo encoder (frozen 100 steps, then unfrozen), test-split scores.
+# Export a run (default: the demo's) to Hugging Face format and score fingerprint/RT heads on frozen features,
+# retrieval and candidate ranking against baselines. RUN=runs/massbank_small judges the longer-pretrained model.
+RUN ?= runs/demo
+HF  ?= $(if $(filter runs/demo,$(RUN)),hf/demo,$(RUN)/hf)
+eval: $(if $(filter runs/demo,$(RUN)),demo,venv)
+	$(PY) -m megatron_nexa.cli.convert to-hf $(RUN) $(HF)
+	$(PY) -m megatron_nexa.cli.eval --model $(HF) --data $(DATA)/massbank_v1 --out $(RUN)/eval.json
+
+# After `make eval`: fine-tune each head on its encoder (frozen 100 steps, then unfrozen), test-split scores.
 finetune: eval
 	for task in fingerprint rt ccs contrastive; do \
-		OMP_NUM_THREADS=2 $(PY) -m megatron_nexa.cli.finetune --config configs/finetune/$$task.yaml || exit 1; done
+		OMP_NUM_THREADS=2 $(PY) -m megatron_nexa.cli.finetune --config configs/finetune/$$task.yaml \
+			--init=$(HF) --out_dir=$(RUN)/finetune_$$task || exit 1; done
 
 test: venv
 	DS_ACCELERATOR=cpu $(PY) -m pytest -q $(PYTEST_ARGS)

@@ -250,6 +250,7 @@ class FinetuneConfig:
 
     task: Task = Task.FINGERPRINT
     init: str = ""  # the pretrained model: a folder written by nexa-convert to-hf
+    random_init: bool = False  # keep init's architecture, draw fresh weights (the random-init baseline)
     data: str = ""  # a dataset version (nexa-preprocess output), split by structure
     out_dir: str = "runs/finetune"
     steps: int = 300

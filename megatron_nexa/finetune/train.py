@@ -2,7 +2,8 @@
 
 The encoder is frozen for ``unfreeze_after`` steps (``None``: throughout) by giving its parameter group a
 learning rate of 0: every parameter stays in the optimiser, so unfreezing needs no rebuild under any ZeRO
-stage. The test split shares no structure with training. Each task is scored there beside a baseline
+stage. ``random_init`` trains the same architecture from fresh weights: the baseline that shows what
+pretraining adds. The test split shares no structure with training. Each task is scored there beside a baseline
 from the same run: the training-set bit frequencies (fingerprint), the per-system training mean (RT,
 CCS), or the encoder before fine-tuning (contrastive retrieval).
 """
@@ -44,16 +45,20 @@ def build_model(cfg: FinetuneConfig, groups: int) -> TaskModel:
 
     state, mcfg, _ = read_hf(cfg.init)
     encoder = NexaEncoder(mcfg)
-    missing, unexpected = encoder.load_state_dict(
-        {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}, strict=False)
-    if unexpected or any(not k.endswith("_extra_state") for k in missing):
-        raise ValueError(f"{cfg.init}: encoder weights do not fit (missing {missing}, unexpected {unexpected})")
+    if cfg.random_init:  # the baseline: same architecture and head, no pretrained weight
+        state = {}
+    else:
+        missing, unexpected = encoder.load_state_dict(
+            {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}, strict=False)
+        if unexpected or any(not k.endswith("_extra_state") for k in missing):
+            raise ValueError(f"{cfg.init}: encoder weights do not fit (missing {missing}, unexpected {unexpected})")
     if cfg.task == Task.FINGERPRINT:
         head = FingerprintHead(mcfg.hidden_size, cfg.n_bits)
     elif cfg.task == Task.CONTRASTIVE:  # start from the pretraining projector
         head = ContrastiveHead(mcfg)
-        head.load_state_dict({k.removeprefix("contrastive."): v for k, v in state.items()
-                              if k.startswith("contrastive.")})
+        if state:
+            head.load_state_dict({k.removeprefix("contrastive."): v for k, v in state.items()
+                                  if k.startswith("contrastive.")})
     else:
         head = GaussianHead(mcfg.hidden_size, groups=groups if cfg.task == Task.RT else 0)
     return TaskModel(encoder, head, cfg.task)

@@ -60,3 +60,11 @@ def test_frozen_encoder_is_untouched_and_unfrozen_moves(massbank, hf_tiny, tmp_p
     name = "encoder.transformer.layers.0.mlp.linear_fc1.weight"
     assert torch.equal(frozen[name], original[name].float())
     assert not torch.equal(thawed[name], original[name].float())
+
+
+def test_random_init_baseline_ignores_the_pretrained_weights(massbank, hf_tiny, tmp_path):
+    original = load_file(str(hf_tiny / "model.safetensors"))
+    _, fresh = finetune(hf_tiny, massbank, tmp_path / "fresh", "fingerprint", "--unfreeze_after=null",
+                        "--random_init=true")
+    name = "encoder.transformer.layers.0.mlp.linear_fc1.weight"
+    assert fresh[name].shape == original[name].shape and not torch.equal(fresh[name], original[name].float())
