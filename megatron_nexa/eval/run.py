@@ -57,8 +57,7 @@ def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epoc
     results["retrieval"] = {
         "matchms CosineGreedy": hits_at_k(matchms_similarity(items["test"], modified=False), keys),
         "matchms ModifiedCosineGreedy": hits_at_k(matchms_similarity(items["test"], modified=True), keys),
-        **{f"{name} (cosine)": hits_at_k(embedding_similarity(features[name]["test"]), keys)
-           for name in ("pretrained encoder", "random-init encoder")}}
+        **{f"{name} (cosine)": hits_at_k(embedding_similarity(features[name]["test"]), keys) for name in features}}
     return results
 
 

@@ -23,7 +23,7 @@ def test_eval_report_on_massbank(massbank, tmp_path):
         assert 0 <= r["fingerprint_tanimoto"] <= 1 and 0 <= r["rt_coverage_68"] <= r["rt_coverage_95"] <= 1
         assert np.isfinite(r["rt_mae"]) and r["rt_mae"] > 0
     assert set(results["retrieval"]) == {"matchms CosineGreedy", "matchms ModifiedCosineGreedy", "pretrained encoder (cosine)",
-                                         "random-init encoder (cosine)"}
+                                         "random-init encoder (cosine)", "binned spectrum (cosine)"}
     for r in results["retrieval"].values():
         assert r["queries"] > 50 and 0 <= r["hit@1"] <= r["hit@5"] <= r["hit@20"] <= 1
     assert results["retrieval"]["matchms CosineGreedy"]["hit@20"] > 0.3  # real spectra: library search works
