@@ -45,11 +45,14 @@ eval: $(if $(filter runs/demo,$(RUN)),demo,venv)
 	$(PY) -m megatron_nexa.cli.convert to-hf $(RUN) $(HF)
 	$(PY) -m megatron_nexa.cli.eval --model $(HF) --data $(DATA)/massbank_v1 --out $(RUN)/eval.json
 
-# After `make eval`: fine-tune each head on its encoder (frozen 100 steps, then unfrozen), test-split scores.
+# After `make eval`: fine-tune each head on the run's encoder and, as the baseline, on the same architecture
+# from fresh weights (frozen 100 steps, then unfrozen); then one table of the test-split scores.
 finetune: eval
-	for task in fingerprint rt ccs contrastive; do \
-		OMP_NUM_THREADS=2 $(PY) -m megatron_nexa.cli.finetune --config configs/finetune/$$task.yaml \
-			--init=$(HF) --out_dir=$(RUN)/finetune_$$task || exit 1; done
+	for task in fingerprint rt ccs contrastive; do for init in pretrained random; do \
+		OMP_NUM_THREADS=2 $(PY) -m megatron_nexa.cli.finetune --config configs/finetune/$$task.yaml --init=$(HF) \
+			--random_init=$$( [ $$init = random ] && echo true || echo false ) \
+			--out_dir=$(RUN)/finetune_$${task}_$$init || exit 1; done; done
+	$(PY) -m megatron_nexa.finetune.report $(RUN)
 
 test: venv
 	DS_ACCELERATOR=cpu $(PY) -m pytest -q $(PYTEST_ARGS)
