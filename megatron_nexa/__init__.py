@@ -2,8 +2,9 @@
 __version__ = "0.1.0"
 
 
-def embed(spectra, model, batch_size: int = 64, device: str = "cpu", per_peak: bool = False, progress: bool = False):
-    """[CLS] embeddings of spectra (paths, arrays or matchms Spectrum objects); see megatron_nexa.inference."""
+def embed(spectra, model, **options):
+    """Embeddings of spectra (paths, arrays or matchms Spectrum objects): ``[CLS]``, or the mean of the peak
+    tokens with ``pooling="mean"``; options and behaviour as ``megatron_nexa.inference.embed``."""
     from megatron_nexa.inference import embed as _embed
 
-    return _embed(spectra, model, batch_size=batch_size, device=device, per_peak=per_peak, progress=progress)
+    return _embed(spectra, model, **options)

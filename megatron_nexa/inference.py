@@ -1,4 +1,5 @@
-"""``embed()``: spectra in, ``[CLS]`` embeddings out, with the training preprocessing.
+"""``embed()``: spectra in, one embedding per spectrum out (``[CLS]``, or the mean of the peak tokens), with
+the training preprocessing.
 
 Accepts MGF/mzML paths, ``(mz, intensity, precursor_mz)`` tuples, or matchms ``Spectrum`` objects, and a
 model: a Hugging Face folder written by ``nexa-convert to-hf``, or a loaded model. Peaks go through the
@@ -8,6 +9,7 @@ in input order; a spectrum with no valid peak (or an unreadable record) gets a r
 says how many and which.
 """
 import dataclasses
+import enum
 import warnings
 from pathlib import Path
 
@@ -19,6 +21,14 @@ from megatron_nexa.data.readers import Unit, detect_format, read_unit
 from megatron_nexa.data.spectrum import SpectraChunk, pad_peak_lists
 from megatron_nexa.data.tokenize import single_row
 from megatron_nexa.tokens import TokenType
+
+
+class Pooling(str, enum.Enum):
+    """What one spectrum's vector is: the ``[CLS]`` token (trained by retention order and InfoNCE), or the
+    mean of its peak tokens (trained by masked-peak prediction)."""
+
+    CLS = "cls"
+    MEAN = "mean"
 
 
 def load_model(model, device="cpu"):
@@ -65,9 +75,11 @@ def _chunks(spectra, chunk_size: int):
 
 
 @torch.no_grad()
-def embed(spectra, model, batch_size: int = 64, device: str = "cpu", per_peak: bool = False, progress: bool = False):
-    """``[n, hidden]`` float32 array of ``[CLS]`` embeddings (and, with ``per_peak``, a list of
-    ``[n_peaks_i, hidden]`` arrays of the peak tokens, in m/z order)."""
+def embed(spectra, model, batch_size: int = 64, device: str = "cpu", per_peak: bool = False, progress: bool = False,
+          pooling: Pooling | str = Pooling.CLS):
+    """``[n, hidden]`` float32 array, one row per spectrum pooled as ``pooling`` says (and, with
+    ``per_peak``, a list of ``[n_peaks_i, hidden]`` arrays of the peak tokens, in m/z order)."""
+    pooling = Pooling(pooling)
     model = load_model(model, device)
     cfg = model.config
     settings = _settings(model)
@@ -97,7 +109,12 @@ def embed(spectra, model, batch_size: int = 64, device: str = "cpu", per_peak: b
             result = encoder(*tensors)
             hidden = result.last_hidden_state if hasattr(result, "last_hidden_state") else result
             dest = kept_rows[start:start + len(rows)]
-            out[dest] = hidden[:, 0].float().cpu().numpy()
+            if pooling == Pooling.CLS:
+                pooled = hidden[:, 0]
+            else:
+                is_peak = (tensors[0] == TokenType.PEAK).unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * is_peak).sum(1) / is_peak.sum(1)
+            out[dest] = pooled.float().cpu().numpy()
             if per_peak:
                 for j, row in enumerate(rows):
                     n = int((row.token_type == TokenType.PEAK).sum())

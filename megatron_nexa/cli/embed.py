@@ -1,4 +1,5 @@
-"""``nexa-embed MODEL INPUT… --out emb.npy``: [CLS] embeddings of MGF/mzML spectra with a Hugging Face model."""
+"""``nexa-embed MODEL INPUT… --out emb.npy``: embeddings of MGF/mzML spectra with a Hugging Face model
+([CLS], or with ``--pooling mean`` the mean of the peak tokens)."""
 import argparse
 import sys
 
@@ -12,10 +13,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output .npy, one row per input spectrum (NaN if not embeddable)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--pooling", choices=["cls", "mean"], default="cls",
+                   help="[CLS] token, or the mean of the peak tokens")
     args = p.parse_args(argv)
     from megatron_nexa.inference import embed
 
-    emb = embed(args.inputs, args.model, batch_size=args.batch_size, device=args.device, progress=True)
+    emb = embed(args.inputs, args.model, batch_size=args.batch_size, device=args.device, progress=True,
+                pooling=args.pooling)
     np.save(args.out, emb)
     print(f"{args.out}: {emb.shape[0]:,} x {emb.shape[1]} ({int(np.isnan(emb[:, 0]).sum()):,} NaN rows)")
     return 0

@@ -1,7 +1,7 @@
 """Fingerprint and RT heads on frozen features, scored on the structure-disjoint test split.
 
-Features compared in one run: the pretrained encoder's [CLS] embedding, the same architecture with
-random weights, and a binned spectrum (the classic MLP input). The heads and their training are the
+Features compared in one run: the pretrained encoder's [CLS] embedding and the mean of its peak tokens,
+the same two from the architecture with random weights, and a binned spectrum (the classic MLP input). The heads and their training are the
 same for all three, so differences come from the features.
 """
 import numpy as np
@@ -16,7 +16,7 @@ from megatron_nexa.finetune.candidates import build_library, candidate_sets, hit
 from megatron_nexa.finetune.fit import fit
 from megatron_nexa.finetune.heads import FingerprintHead, GaussianHead
 from megatron_nexa.finetune.targets import RTScaler, morgan_fingerprints
-from megatron_nexa.inference import embed, load_model
+from megatron_nexa.inference import Pooling, embed, load_model
 
 
 def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epochs: int = 30, n_bits: int = 2048,
@@ -35,6 +35,8 @@ def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epoc
     features = {
         "pretrained encoder": {k: embed(v, pretrained) for k, v in items.items()},
         "random-init encoder": {k: embed(v, random_model) for k, v in items.items()},
+        "pretrained, mean of peaks": {k: embed(v, pretrained, pooling=Pooling.MEAN) for k, v in items.items()},
+        "random-init, mean of peaks": {k: embed(v, random_model, pooling=Pooling.MEAN) for k, v in items.items()},
         "binned spectrum": {k: binned(v) for k, v in items.items()},
     }
     fp = {k: morgan_fingerprints(list(meta[k]["smiles"]), n_bits) for k in meta}
@@ -63,6 +65,7 @@ def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epoc
 
 def _fingerprint(x, fp, n_bits, epochs, seed) -> dict:
     (ytr, vtr), (yte, vte) = fp["train"], fp["test"]
+    torch.manual_seed(seed)  # each feature set's head starts alike, whatever was fitted before it
     head = FingerprintHead(x["train"].shape[1], n_bits)
     head = fit(head, (x["train"][vtr], torch.from_numpy(ytr[vtr]).float()),
                lambda h, a, y: F.binary_cross_entropy_with_logits(h(a), y), epochs=epochs, seed=seed)
@@ -81,6 +84,7 @@ def _rt(x, meta, ok, scaler, epochs, seed) -> dict:
 
     s_tr, rt_tr, g_tr = parts("train")
     s_te, rt_te, g_te = parts("test")
+    torch.manual_seed(seed)
     head = GaussianHead(x["train"].shape[1], groups=len(scaler.index))
     z = torch.from_numpy(scaler.transform(s_tr, rt_tr))
     head = fit(head, (x["train"][ok["train"]], g_tr, z),
@@ -95,23 +99,23 @@ def _rt(x, meta, ok, scaler, epochs, seed) -> dict:
 def render(results: dict) -> str:
     lines = [f"train {results['n_train']:,} spectra; test {results['n_test']:,} (structure-disjoint), "
              f"{results['n_test_fingerprint']:,} with a structure, {results['n_test_rt']:,} with RT in a known LC system",
-             f"{'features':<22}{'FP Tanimoto':>12}{'FP cosine':>11}{'RT MAE (s)':>12}{'in 68%':>8}{'in 95%':>8}"]
+             f"{'features':<28}{'FP Tanimoto':>12}{'FP cosine':>11}{'RT MAE (s)':>12}{'in 68%':>8}{'in 95%':>8}"]
     for name, r in results["features"].items():
-        lines.append(f"{name:<22}{r['fingerprint_tanimoto']:>12.3f}{r['fingerprint_cosine']:>11.3f}"
+        lines.append(f"{name:<28}{r['fingerprint_tanimoto']:>12.3f}{r['fingerprint_cosine']:>11.3f}"
                      f"{r['rt_mae']:>12.1f}{r['rt_coverage_68']:>8.2f}{r['rt_coverage_95']:>8.2f}")
     first = next(iter(results["retrieval"].values()))
     lines.append(f"retrieval within the test split ({first['queries']:,} queries with another spectrum of their structure)")
-    lines.append(f"{'ranking':<34}{'hit@1':>7}{'hit@5':>7}{'hit@20':>8}")
+    lines.append(f"{'ranking':<40}{'hit@1':>7}{'hit@5':>7}{'hit@20':>8}")
     for name, r in results["retrieval"].items():
-        lines.append(f"{name:<34}{r['hit@1']:>7.3f}{r['hit@5']:>7.3f}{r['hit@20']:>8.3f}")
+        lines.append(f"{name:<40}{r['hit@1']:>7.3f}{r['hit@5']:>7.3f}{r['hit@20']:>8.3f}")
     ranking = results["candidate ranking"]
     first = next(iter(ranking.values()))
     lines.append(f"structure annotation: predicted fingerprint -> candidates within {results['candidate_ppm']:g} ppm "
                  f"of the structure's mass ({first['queries']:,} queries, {first['mean candidates']:.1f} candidates "
                  f"on average)")
-    lines.append(f"{'fingerprint from':<34}{'hit@1':>7}{'hit@5':>7}{'hit@20':>8}")
+    lines.append(f"{'fingerprint from':<40}{'hit@1':>7}{'hit@5':>7}{'hit@20':>8}")
     for name, r in ranking.items():
-        lines.append(f"{name:<34}{r['hit@1']:>7.3f}{r['hit@5']:>7.3f}{r['hit@20']:>8.3f}")
-    lines.append(f"{'random ranking (expected)':<34}{first['random hit@1']:>7.3f}{first['random hit@5']:>7.3f}"
+        lines.append(f"{name:<40}{r['hit@1']:>7.3f}{r['hit@5']:>7.3f}{r['hit@20']:>8.3f}")
+    lines.append(f"{'random ranking (expected)':<40}{first['random hit@1']:>7.3f}{first['random hit@5']:>7.3f}"
                  f"{first['random hit@20']:>8.3f}")
     return "\n".join(lines)

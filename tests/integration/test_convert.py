@@ -152,6 +152,9 @@ def test_embed_api_on_massbank(hf_dir):
     from_arrays, peaks = megatron_nexa.embed(arrays, model=hf_dir, per_peak=True)
     np.testing.assert_allclose(from_arrays, emb[:5], atol=1e-6)
     assert peaks[0].shape == (min(chunk.count[0], 32), 32)
+    mean = megatron_nexa.embed(arrays, model=hf_dir, pooling="mean")
+    np.testing.assert_allclose(mean, np.stack([p.mean(0) for p in peaks]), atol=1e-5)
+    assert not np.allclose(mean, from_arrays, atol=1e-3)
     from matchms import Spectrum
 
     spectra = [Spectrum(mz=np.asarray(m, float), intensities=np.asarray(i, float), metadata={"precursor_mz": float(p)})

@@ -18,12 +18,14 @@ def test_eval_report_on_massbank(massbank, tmp_path):
     write_hf(state, cfg, tmp_path / "hf")
     results = evaluate(str(tmp_path / "hf"), str(massbank), max_train=300, epochs=2, n_bits=256)
     assert results["n_train"] == 300 and results["n_test"] > 100 and results["n_test_rt"] > 50
-    assert set(results["features"]) == {"pretrained encoder", "random-init encoder", "binned spectrum"}
+    assert set(results["features"]) == {"pretrained encoder", "random-init encoder", "pretrained, mean of peaks",
+                                        "random-init, mean of peaks", "binned spectrum"}
     for r in results["features"].values():
         assert 0 <= r["fingerprint_tanimoto"] <= 1 and 0 <= r["rt_coverage_68"] <= r["rt_coverage_95"] <= 1
         assert np.isfinite(r["rt_mae"]) and r["rt_mae"] > 0
     assert set(results["retrieval"]) == {"matchms CosineGreedy", "matchms ModifiedCosineGreedy", "pretrained encoder (cosine)",
-                                         "random-init encoder (cosine)", "binned spectrum (cosine)"}
+                                         "random-init encoder (cosine)", "pretrained, mean of peaks (cosine)",
+                                         "random-init, mean of peaks (cosine)", "binned spectrum (cosine)"}
     for r in results["retrieval"].values():
         assert r["queries"] > 50 and 0 <= r["hit@1"] <= r["hit@5"] <= r["hit@20"] <= 1
     assert results["retrieval"]["matchms CosineGreedy"]["hit@20"] > 0.3  # real spectra: library search works
