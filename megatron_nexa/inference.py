@@ -74,17 +74,26 @@ def _chunks(spectra, chunk_size: int):
         yield SpectraChunk(mz, inten, count, np.asarray(precs)), []
 
 
-@torch.no_grad()
 def embed(spectra, model, batch_size: int = 64, device: str = "cpu", per_peak: bool = False, progress: bool = False,
           pooling: Pooling | str = Pooling.CLS):
     """``[n, hidden]`` float32 array, one row per spectrum pooled as ``pooling`` says (and, with
     ``per_peak``, a list of ``[n_peaks_i, hidden]`` arrays of the peak tokens, in m/z order)."""
     pooling = Pooling(pooling)
+    pooled, peaks = embed_pooled(spectra, model, (pooling,), batch_size, device, per_peak, progress)
+    return (pooled[pooling], peaks) if per_peak else pooled[pooling]
+
+
+@torch.no_grad()
+def embed_pooled(spectra, model, poolings=tuple(Pooling), batch_size: int = 64, device: str = "cpu",
+                 per_peak: bool = False, progress: bool = False) -> tuple[dict, list]:
+    """Every pooling in ``poolings`` from one encoder pass: ``({pooling: [n, hidden] array}, peak rows)``;
+    the peak rows are ``[n_peaks_i, hidden]`` arrays with ``per_peak``, else ``None``s."""
+    poolings = [Pooling(p) for p in poolings]
     model = load_model(model, device)
     cfg = model.config
     settings = _settings(model)
     encoder = getattr(model, "encoder", model)
-    cls_rows, peak_rows, bad = [], [], []
+    parts, peak_rows, bad = {p: [] for p in poolings}, [], []
     bar = None
     if progress:
         from tqdm import tqdm
@@ -95,7 +104,7 @@ def embed(spectra, model, batch_size: int = 64, device: str = "cpu", per_peak: b
         for record, reason in unreadable:
             bad.append(f"{record}: {reason}")
         filtered = filter_chunk(chunk, settings)
-        out = np.full((len(chunk), cfg.hidden_size), np.nan, np.float32)
+        out = {p: np.full((len(chunk), cfg.hidden_size), np.nan, np.float32) for p in poolings}
         peaks_out = [None] * len(chunk)
         kept_rows = np.setdiff1d(np.arange(len(chunk)), filtered.rejected)
         for r, why in zip(filtered.rejected, filtered.reasons):
@@ -109,17 +118,16 @@ def embed(spectra, model, batch_size: int = 64, device: str = "cpu", per_peak: b
             result = encoder(*tensors)
             hidden = result.last_hidden_state if hasattr(result, "last_hidden_state") else result
             dest = kept_rows[start:start + len(rows)]
-            if pooling == Pooling.CLS:
-                pooled = hidden[:, 0]
-            else:
-                is_peak = (tensors[0] == TokenType.PEAK).unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * is_peak).sum(1) / is_peak.sum(1)
-            out[dest] = pooled.float().cpu().numpy()
+            is_peak = (tensors[0] == TokenType.PEAK).unsqueeze(-1).to(hidden.dtype)
+            for p in poolings:
+                pooled = hidden[:, 0] if p == Pooling.CLS else (hidden * is_peak).sum(1) / is_peak.sum(1)
+                out[p][dest] = pooled.float().cpu().numpy()
             if per_peak:
                 for j, row in enumerate(rows):
                     n = int((row.token_type == TokenType.PEAK).sum())
                     peaks_out[dest[j]] = hidden[j, 2:2 + n].float().cpu().numpy()
-        cls_rows.append(out)
+        for p in poolings:
+            parts[p].append(out[p])
         peak_rows += peaks_out
         offset += len(chunk)
         if bar is not None:
@@ -128,6 +136,6 @@ def embed(spectra, model, batch_size: int = 64, device: str = "cpu", per_peak: b
         bar.close()
     if bad:
         warnings.warn(f"{len(bad)} spectra could not be embedded (NaN rows): " + "; ".join(bad[:5])
-                      + (" …" if len(bad) > 5 else ""), stacklevel=2)
-    cls = np.concatenate(cls_rows) if cls_rows else np.zeros((0, cfg.hidden_size), np.float32)
-    return (cls, peak_rows) if per_peak else cls
+                      + (" …" if len(bad) > 5 else ""), stacklevel=3)
+    empty = np.zeros((0, cfg.hidden_size), np.float32)
+    return {p: np.concatenate(v) if v else empty for p, v in parts.items()}, peak_rows

@@ -4,8 +4,8 @@ of the same structure (InChIKey first block) is in the top k.
 The test split shares no structure with training, so a library built from training spectra could never
 hit; the library is the rest of the test split (leave one out), the analog-search setting. Rankings
 compared in one run: matchms CosineGreedy and ModifiedCosine (fragment matching, what library search
-does today; ModifiedCosine is called ModifiedCosineGreedy in matchms 0.33), the cosine of [CLS] embeddings
-(pretrained and random-init encoder) and of binned spectra.
+does today; ModifiedCosine is called ModifiedCosineGreedy in matchms 0.33), and the cosine of every
+feature set of the evaluation (encoder embeddings, binned spectra).
 """
 import numpy as np
 

@@ -1,8 +1,9 @@
 """Fingerprint and RT heads on frozen features, scored on the structure-disjoint test split.
 
 Features compared in one run: the pretrained encoder's [CLS] embedding and the mean of its peak tokens,
-the same two from the architecture with random weights, and a binned spectrum (the classic MLP input). The heads and their training are the
-same for all three, so differences come from the features.
+the same two from the architecture with random weights, and a binned spectrum (the classic MLP input).
+The heads, their initial weights and their training are the same for all five, so differences come from
+the features.
 """
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from megatron_nexa.finetune.candidates import build_library, candidate_sets, hit
 from megatron_nexa.finetune.fit import fit
 from megatron_nexa.finetune.heads import FingerprintHead, GaussianHead
 from megatron_nexa.finetune.targets import RTScaler, morgan_fingerprints
-from megatron_nexa.inference import Pooling, embed, load_model
+from megatron_nexa.inference import Pooling, embed_pooled, load_model
 
 
 def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epochs: int = 30, n_bits: int = 2048,
@@ -32,11 +33,13 @@ def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epoc
     random_model = AutoModel.from_config(AutoConfig.from_pretrained(model_dir, trust_remote_code=True),
                                          trust_remote_code=True)
     pretrained = load_model(model_dir)
+    pooled = {name: {k: embed_pooled(v, m)[0] for k, v in items.items()}  # one encoder pass per split
+              for name, m in (("pretrained", pretrained), ("random-init", random_model))}
     features = {
-        "pretrained encoder": {k: embed(v, pretrained) for k, v in items.items()},
-        "random-init encoder": {k: embed(v, random_model) for k, v in items.items()},
-        "pretrained, mean of peaks": {k: embed(v, pretrained, pooling=Pooling.MEAN) for k, v in items.items()},
-        "random-init, mean of peaks": {k: embed(v, random_model, pooling=Pooling.MEAN) for k, v in items.items()},
+        "pretrained encoder": {k: v[Pooling.CLS] for k, v in pooled["pretrained"].items()},
+        "random-init encoder": {k: v[Pooling.CLS] for k, v in pooled["random-init"].items()},
+        "pretrained, mean of peaks": {k: v[Pooling.MEAN] for k, v in pooled["pretrained"].items()},
+        "random-init, mean of peaks": {k: v[Pooling.MEAN] for k, v in pooled["random-init"].items()},
         "binned spectrum": {k: binned(v) for k, v in items.items()},
     }
     fp = {k: morgan_fingerprints(list(meta[k]["smiles"]), n_bits) for k in meta}
