@@ -22,9 +22,10 @@ DATA   ?= data_out
 MASSBANK ?= ../shared/data/massbank
 
 data: venv
-	$(PY) -m megatron_nexa.cli.preprocess $(MASSBANK)/*.mgf.gz --out $(DATA) --name massbank --version 1 --workers 2
-	$(PY) -m megatron_nexa.cli.dataset verify $(DATA)/massbank_v1
-	$(PY) -m megatron_nexa.cli.dataset stats $(DATA)/massbank_v1
+	$(PY) -m megatron_nexa.cli.preprocess $(MASSBANK)/*.mgf.gz --out $(DATA) --name massbank --version 2 --workers 2 \
+		--split-fractions 0.90 0.02 0.08
+	$(PY) -m megatron_nexa.cli.dataset verify $(DATA)/massbank_v2
+	$(PY) -m megatron_nexa.cli.dataset stats $(DATA)/massbank_v2
 
 demo: data
 	$(PY) -m megatron_nexa.cli.plan --model configs/model/small.yaml
@@ -43,7 +44,7 @@ RUN ?= runs/demo
 HF  ?= $(if $(filter runs/demo,$(RUN)),hf/demo,$(RUN)/hf)
 eval: $(if $(filter runs/demo,$(RUN)),demo,venv)
 	$(PY) -m megatron_nexa.cli.convert to-hf $(RUN) $(HF)
-	$(PY) -m megatron_nexa.cli.eval --model $(HF) --data $(DATA)/massbank_v1 --out $(RUN)/eval.json
+	$(PY) -m megatron_nexa.cli.eval --model $(HF) --data $(DATA)/massbank_v2 --out $(RUN)/eval.json
 
 # After `make eval`: fine-tune each head on the run's encoder and, as the baseline, on the same architecture
 # from fresh weights (frozen 100 steps, then unfrozen); then one table of the test-split scores.

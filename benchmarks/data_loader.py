@@ -1,6 +1,6 @@
 """Data-loader throughput per CPU core on the real MassBank shards, against what one GPU consumes.
 
-    python benchmarks/data_loader.py [--data data_out/massbank_v1]
+    python benchmarks/data_loader.py [--data data_out/massbank_v2]
 
 Times, in the main process (one core, no workers), full micro-batches of the nexa_7b shape (256 peaks,
 258 tokens, 32 rows): masked-peak batches, and batches that are all retention-order pairs. A GPU at the

@@ -7,7 +7,7 @@
 #    SDPA kernels, the real ZeRO-3 engine on NCCL;
 # 3. benchmarks/gpu_step.py at the 3B and 7B widths (4 layers): step time, TFLOP/s, MFU, peak memory
 #    beside nexa-plan's prediction, against the plain-PyTorch AMP baseline;
-# 4. if data_out/massbank_v1 is there (make demo's preprocessing): `deepspeed pretrain_nexa.py` on it,
+# 4. if data_out/massbank_v2 is there (make demo's preprocessing): `deepspeed pretrain_nexa.py` on it,
 #    then the same command again with more steps, which must resume from the checkpoint.
 # Each stage has its own time limit; logs and JSON go to OUT_DIR; the tables are printed last.
 set -u
@@ -40,7 +40,7 @@ if [ -z "${PRETRAIN_ONLY:-}" ]; then  # PRETRAIN_ONLY=1: stage 4 alone
     --json "$OUT/gpu_step_7b.json" --variants $V7
 fi
 
-if [ -f data_out/massbank_v1/manifest.json ]; then
+if [ -f data_out/massbank_v2/manifest.json ]; then
   RUN=/tmp/nexa_gpu_run; rm -rf "$RUN"
   PRETRAIN=(python3 "$SITE/bin/deepspeed" --num_gpus 1 --master_port 29511 pretrain_nexa.py
     --ds_config ds_configs/zero3.json --config configs/demo.yaml --train.run_dir="$RUN"

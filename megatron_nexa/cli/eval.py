@@ -1,6 +1,7 @@
 """``nexa-eval --model HF_DIR --data VERSION_DIR``: fingerprint and RT heads on frozen features of the
 pretrained encoder, a random-init encoder and binned spectra, scored on the structure-disjoint test split;
-retrieval by structure; predicted fingerprint → candidate structures ranking. A table, JSON and a PNG."""
+retrieval by structure; predicted fingerprint → candidate structures ranking; each pretrained feature set
+against its baselines with a 95 % interval. A table, JSON and a PNG."""
 import argparse
 import json
 import sys
@@ -13,6 +14,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="a dataset version (split by InChIKey block)")
     p.add_argument("--max-train", type=int, default=20000)
     p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seeds", type=int, default=3, help="fit every head this many times (mean, SD between seeds)")
+    p.add_argument("--max-retrieval", type=int, default=2500,
+                   help="retrieval library: at most this many test spectra (matchms scores every pair); 0 = all")
     p.add_argument("--ppm", type=float, default=10.0, help="candidate structures: mass within this of the query's")
     p.add_argument("--out", help="write the results as JSON here too")
     p.add_argument("--figure", help="write the PNG figure here (default: beside --out, .png)")
@@ -20,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     from megatron_nexa.eval.figure import plot_evaluation
     from megatron_nexa.eval.run import evaluate, render
 
-    results = evaluate(args.model, args.data, args.max_train, args.epochs, ppm=args.ppm)
+    results = evaluate(args.model, args.data, args.max_train, args.epochs, ppm=args.ppm, seeds=args.seeds,
+                       max_retrieval=args.max_retrieval or None)
     print(render(results))
     if args.out:
         with open(args.out, "w") as f:

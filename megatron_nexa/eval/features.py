@@ -11,6 +11,18 @@ def subset(n: int, limit: int | None, seed: int) -> np.ndarray:
     return np.arange(n)
 
 
+def subset_groups(keys: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of whole groups (structures), drawn reproducibly until ``limit`` rows are reached, so
+    that a smaller retrieval library keeps every spectrum of each structure it holds (all rows if no limit)."""
+    if not limit or len(keys) <= limit:
+        return np.arange(len(keys))
+    unique, inverse = np.unique(np.asarray(keys).astype(str), return_inverse=True)
+    order = np.random.default_rng(seed).permutation(len(unique))
+    sizes = np.bincount(inverse)[order]
+    chosen = order[: int(np.searchsorted(np.cumsum(sizes), limit, side="right"))]
+    return np.flatnonzero(np.isin(inverse, chosen))
+
+
 def spectra(source: SpectraSource, indices: np.ndarray) -> list[tuple]:
     out = []
     for i in indices:

@@ -12,10 +12,12 @@ def plot_evaluation(results: dict, out_path: str | Path) -> Path:
     names = list(features)
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
 
-    axes[0].bar(names, [features[n]["fingerprint_tanimoto"] for n in names], color="C0")
+    axes[0].bar(names, [features[n]["fingerprint_tanimoto"] for n in names], color="C0", capsize=4,
+                yerr=[features[n].get("fingerprint_tanimoto_sd", 0) for n in names])
     axes[0].set(title="fingerprint Tanimoto (test, higher is better)")
 
-    axes[1].bar(names, [features[n]["rt_mae"] for n in names], color="C1")
+    axes[1].bar(names, [features[n]["rt_mae"] for n in names], color="C1", capsize=4,
+                yerr=[features[n].get("rt_mae_sd", 0) for n in names])
     for i, n in enumerate(names):
         r = features[n]
         axes[1].annotate(f"in 68%: {r['rt_coverage_68']:.2f}\nin 95%: {r['rt_coverage_95']:.2f}", (i, r["rt_mae"]),
@@ -38,7 +40,9 @@ def plot_evaluation(results: dict, out_path: str | Path) -> Path:
     grouped(axes[3], ranking, f"fingerprint → candidates within {results['candidate_ppm']:g} ppm")
     for ax in axes[:2]:
         ax.tick_params(axis="x", labelsize=8, rotation=15)
-    fig.suptitle(f"nexa-eval: train {results['n_train']:,} spectra, test {results['n_test']:,} (structure-disjoint)")
+    seeds = len(results.get("seeds", [0]))
+    fig.suptitle(f"nexa-eval: train {results['n_train']:,} spectra, test {results['n_test']:,} (structure-disjoint); "
+                 f"heads: mean ± SD over {seeds} seed(s)")
     fig.tight_layout()
     out_path = Path(out_path)
     fig.savefig(out_path, dpi=110)

@@ -12,8 +12,9 @@ import numpy as np
 KS = (1, 5, 20)
 
 
-def hits_at_k(similarity: np.ndarray, keys: np.ndarray, ks=KS) -> dict[str, float]:
-    """``similarity`` [n, n]; queries are the rows whose key occurs again; self-matches are excluded."""
+def first_hits(similarity: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The queries (rows whose key occurs again) and the 0-based rank of each one's first same-key hit
+    (``n`` if none); self-matches are excluded, ties keep index order."""
     n = len(keys)
     sim = similarity.astype(np.float64).copy()
     np.fill_diagonal(sim, -np.inf)
@@ -22,7 +23,12 @@ def hits_at_k(similarity: np.ndarray, keys: np.ndarray, ks=KS) -> dict[str, floa
     queries = np.flatnonzero(same.any(1))
     order = np.argsort(-sim[queries], axis=1, kind="stable")
     ranked_same = np.take_along_axis(same[queries], order, axis=1)
-    first = np.where(ranked_same.any(1), ranked_same.argmax(1), n)
+    return queries, np.where(ranked_same.any(1), ranked_same.argmax(1), n)
+
+
+def hits_at_k(similarity: np.ndarray, keys: np.ndarray, ks=KS) -> dict[str, float]:
+    """``similarity`` [n, n]: hit@k over the queries of :func:`first_hits`."""
+    queries, first = first_hits(similarity, keys)
     return {f"hit@{k}": float((first < k).mean()) for k in ks} | {"queries": int(len(queries))}
 
 

@@ -53,3 +53,64 @@ def test_hits_at_k():
     r = hits_at_k(sim, keys, ks=(1, 2))
     assert r["queries"] == 4  # C has no other spectrum of its structure
     assert r["hit@1"] == 0.75 and r["hit@2"] == 1.0
+
+
+def test_paired_bootstrap_separates_a_real_difference_from_noise():
+    from megatron_nexa.eval.metrics import paired_bootstrap
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(300), 3)
+    b = rng.normal(0, 1, groups.size)
+    diff, low, high = paired_bootstrap(b + 0.3 + rng.normal(0, 0.5, groups.size), b, groups)
+    assert low < diff < high and low > 0.2 and high < 0.4
+    diff, low, high = paired_bootstrap(b + rng.normal(0, 0.5, groups.size), b, groups)
+    assert low < 0 < high
+
+
+def test_paired_bootstrap_resamples_structures_not_rows():
+    """Rows of one structure move together: their interval is as wide as with one row per structure."""
+    from megatron_nexa.eval.metrics import paired_bootstrap
+
+    per_structure = np.random.default_rng(1).normal(0, 1, 50)
+    _, low1, high1 = paired_bootstrap(per_structure, np.zeros(50), np.arange(50))
+    _, low10, high10 = paired_bootstrap(np.repeat(per_structure, 10), np.zeros(500), np.repeat(np.arange(50), 10))
+    assert high10 - low10 == pytest.approx(high1 - low1, rel=1e-9)
+    _, low_rows, high_rows = paired_bootstrap(np.repeat(per_structure, 10), np.zeros(500), np.arange(500))
+    assert high_rows - low_rows < 0.5 * (high10 - low10)  # treating rows as independent would overclaim
+
+
+def test_compare_verdicts_follow_each_metrics_direction():
+    from megatron_nexa.eval.compare import METRICS, PRETRAINED, compare
+
+    rng = np.random.default_rng(2)
+    n = 400
+    groups = {m.groups: np.arange(n) for m in METRICS}
+    base = {"fingerprint_tanimoto": rng.uniform(0, 1, n), "rt_abs_error": rng.uniform(0, 100, n),
+            "candidate_hit@1": rng.integers(0, 2, n).astype(float)}
+    better = {"fingerprint_tanimoto": base["fingerprint_tanimoto"] + 0.1, "rt_abs_error": base["rt_abs_error"] - 20,
+              "candidate_hit@1": base["candidate_hit@1"]}
+    rows = {"pretrained encoder": better, "pretrained, mean of peaks": base}
+    rows |= {b: base for b in (*PRETRAINED.values(), "binned spectrum")}
+    hit = rng.integers(0, 2, n).astype(float)
+    hit1 = {f"{name} (cosine)": hit for name in rows} | {"matchms CosineGreedy": np.ones(n)}
+    records = {(r["model"], r["baseline"], r["metric"]): r for r in compare(rows, hit1, groups)}
+    assert len(records) == 2 * (2 * 4 + 1)  # library search is a baseline for retrieval only
+    cls = "pretrained encoder"
+    assert records[(cls, "binned spectrum", "FP Tanimoto")]["verdict"] == "better"
+    assert records[(cls, "binned spectrum", "RT MAE (s)")]["verdict"] == "better"  # lower error
+    assert records[(cls, "binned spectrum", "RT MAE (s)")]["difference"] == pytest.approx(-20)
+    assert records[(cls, "binned spectrum", "candidate hit@1")]["verdict"] == "within noise"
+    assert records[(cls, "matchms CosineGreedy", "retrieval hit@1")]["verdict"] == "worse"
+    assert records[("pretrained, mean of peaks", "random-init, mean of peaks", "FP Tanimoto")]["verdict"] == "within noise"
+
+
+def test_subset_groups_keeps_whole_structures():
+    from megatron_nexa.eval.features import subset_groups
+
+    keys = np.array(["A"] * 5 + ["B"] * 3 + ["C"] * 4 + ["D"], object)
+    assert subset_groups(keys, None, 0).tolist() == list(range(13))
+    for seed in range(5):
+        idx = subset_groups(keys, 8, seed)
+        assert len(idx) <= 8 and np.all(np.diff(idx) > 0)
+        for k in set(keys[idx]):  # a structure is in whole or not at all
+            assert (keys[idx] == k).sum() == (keys == k).sum()
