@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     from megatron_nexa.eval.run import evaluate, render
 
     results = evaluate(args.model, args.data, args.max_train, args.epochs, ppm=args.ppm, seeds=args.seeds,
-                       max_retrieval=args.max_retrieval or None)
+                       max_retrieval=args.max_retrieval or None,
+                       log=lambda message: print(f"[nexa-eval] {message}", file=sys.stderr, flush=True))
     print(render(results))
     if args.out:
         with open(args.out, "w") as f:

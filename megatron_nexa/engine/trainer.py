@@ -30,6 +30,17 @@ METRICS = ("loss", "masked_mz", "masked_intensity", "masked_mz_acc", "masked_int
            "retention_order_acc", "contrastive", "contrastive_acc", "embedding_variance", "tokens", "rows")
 
 
+def console_line(step: int, steps: int, m: dict, eta_s: float) -> str:
+    """One line per log interval; terms a run does not train (no pairs or views in its batches: NaN) are left out."""
+    def term(label: str, key: str) -> str:
+        value = m.get(key, float("nan"))
+        return f"{label} {value:.3f} (acc {m.get(key + '_acc', float('nan')):.3f}) " if math.isfinite(value) else ""
+
+    return (f"step {step}/{steps} loss {m['loss']:.4f} " + term("mz", "masked_mz") + f"int {m['masked_intensity']:.3f} "
+            + term("ro", "retention_order") + term("nce", "contrastive") + f"lr {m['lr']:.2e} gnorm {m['grad_norm']:.3f} "
+            f"{m['tokens_per_s']:,.0f} tok/s" + (f" mfu {m['mfu']:.1%}" if m.get("mfu") else "") + f" eta {eta_s / 60:.1f} min")
+
+
 class TrainingAborted(RuntimeError):
     """Too many consecutive non-finite steps: lower optim.lr or look at the data."""
 
@@ -171,12 +182,7 @@ class Trainer:
                  step_time=step_time, tokens_per_s=m.pop("tokens", 0.0) / max(seconds, 1e-9),
                  consumed_samples=st.consumed_samples, mfu=flops / step_time / (peak * 1e12 * self.world) if peak else None)
         eta = (cfg.train.train_steps - st.step) * step_time
-        line = (f"step {st.step}/{cfg.train.train_steps} loss {m['loss']:.4f} mz {m['masked_mz']:.3f} "
-                f"(acc {m['masked_mz_acc']:.3f}) int {m['masked_intensity']:.3f} ro {m.get('retention_order', float('nan')):.3f} "
-                f"(acc {m.get('retention_order_acc', float('nan')):.3f}) "
-                + (f"nce {m['contrastive']:.3f} (acc {m['contrastive_acc']:.3f}) " if "contrastive" in m else "")
-                + f"lr {m['lr']:.2e} gnorm {m['grad_norm']:.3f} "
-                f"{m['tokens_per_s']:,.0f} tok/s" + (f" mfu {m['mfu']:.1%}" if m["mfu"] else "") + f" eta {eta / 60:.1f} min")
+        line = console_line(st.step, cfg.train.train_steps, m, eta)
         self.monitor.log(st.step, {k: v for k, v in m.items() if k not in ("rows",) and v is not None}, line)
 
     # --- evaluation -------------------------------------------------------------------------------------

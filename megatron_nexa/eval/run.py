@@ -25,7 +25,9 @@ KS = (1, 5, 20)
 
 
 def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epochs: int = 30, n_bits: int = 2048,
-             seed: int = 0, ppm: float = 10.0, seeds: int = 3, max_retrieval: int | None = 2500) -> dict:
+             seed: int = 0, ppm: float = 10.0, seeds: int = 3, max_retrieval: int | None = 2500,
+             log=lambda message: None) -> dict:
+    """``log`` receives a line as each stage starts (the whole run takes tens of minutes on a CPU)."""
     from transformers import AutoConfig, AutoModel
 
     train_src, test_src = SpectraSource(data_root, "train"), SpectraSource(data_root, "test")
@@ -37,6 +39,7 @@ def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epoc
     random_model = AutoModel.from_config(AutoConfig.from_pretrained(model_dir, trust_remote_code=True),
                                          trust_remote_code=True)
     pretrained = load_model(model_dir)
+    log(f"embedding {len(tr):,} training and {len(te):,} test spectra with both encoders")
     pooled = {name: {k: embed_pooled(v, m)[0] for k, v in items.items()}  # one encoder pass per split
               for name, m in (("pretrained", pretrained), ("random-init", random_model))}
     features = {
@@ -60,6 +63,7 @@ def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epoc
                          "candidate ranking": {}}
     for name, feats in features.items():
         x = {k: torch.from_numpy(np.nan_to_num(v)).float() for k, v in feats.items()}
+        log(f"{name}: fingerprint and RT heads, {seeds} seed(s)")
         runs = [_heads(x, fp, meta, rt_ok, scaler, candidates, n_bits, epochs, s) for s in seed_list]
         rows[name] = {k: np.mean([r[k] for r in runs], axis=0) for k in PER_ROW}
         results["features"][name] = _summary(runs)
@@ -67,6 +71,7 @@ def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epoc
             [hits(r["candidate_rank"], np.array([len(p) for p in candidates.pools])) for r in runs])
     results["candidate_ppm"] = ppm
     ret = subset_groups(keys, max_retrieval, seed)  # matchms compares every pair: cap the library
+    log(f"retrieval among {len(ret):,} test spectra (matchms scores every pair)")
     similarity = {"matchms CosineGreedy": matchms_similarity([items["test"][i] for i in ret], modified=False),
                   "matchms ModifiedCosineGreedy": matchms_similarity([items["test"][i] for i in ret], modified=True),
                   **{f"{name} (cosine)": embedding_similarity(f["test"][ret]) for name, f in features.items()}}

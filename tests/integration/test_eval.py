@@ -16,8 +16,10 @@ def test_eval_report_on_massbank(massbank, tmp_path):
     torch.manual_seed(0)
     state = NexaSpecForPretraining(cfg, ReferenceEncoder(cfg)).state_dict()
     write_hf(state, cfg, tmp_path / "hf")
+    stages = []
     results = evaluate(str(tmp_path / "hf"), str(massbank), max_train=300, epochs=2, n_bits=256, seeds=2,
-                       max_retrieval=300)
+                       max_retrieval=300, log=stages.append)
+    assert len(stages) == 7 and "retrieval" in stages[-1]  # embedding, five feature sets' heads, retrieval
     assert results["n_train"] == 300 and results["n_test"] > 100 and results["n_test_rt"] > 50
     assert set(results["features"]) == {"pretrained encoder", "random-init encoder", "pretrained, mean of peaks",
                                         "random-init, mean of peaks", "binned spectrum"}
