@@ -14,14 +14,12 @@ from megatron_nexa.data.source import SpectraSource
 from megatron_nexa.eval.compare import PER_ROW, compare, render_comparisons
 from megatron_nexa.eval.features import binned, spectra, subset, subset_groups
 from megatron_nexa.eval.metrics import cosine_rows, regression_rows, tanimoto_rows
-from megatron_nexa.eval.retrieval import embedding_similarity, first_hits, matchms_similarity
+from megatron_nexa.eval.retrieval import KS, embedding_similarity, first_hits, matchms_similarity
 from megatron_nexa.finetune.candidates import build_library, candidate_sets, hits, rank_candidates
 from megatron_nexa.finetune.fit import fit
 from megatron_nexa.finetune.heads import FingerprintHead, GaussianHead
 from megatron_nexa.finetune.targets import RTScaler, morgan_fingerprints
 from megatron_nexa.inference import Pooling, embed_pooled, load_model
-
-KS = (1, 5, 20)
 
 
 def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epochs: int = 30, n_bits: int = 2048,
