@@ -26,10 +26,14 @@ def first_hits(similarity: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np
     return queries, np.where(ranked_same.any(1), ranked_same.argmax(1), n)
 
 
+def hit_rates(first: np.ndarray, ks=KS) -> dict[str, float]:
+    """hit@k from the 0-based first-hit ranks of :func:`first_hits`, and the number of queries."""
+    return {f"hit@{k}": float((first < k).mean()) for k in ks} | {"queries": int(len(first))}
+
+
 def hits_at_k(similarity: np.ndarray, keys: np.ndarray, ks=KS) -> dict[str, float]:
     """``similarity`` [n, n]: hit@k over the queries of :func:`first_hits`."""
-    queries, first = first_hits(similarity, keys)
-    return {f"hit@{k}": float((first < k).mean()) for k in ks} | {"queries": int(len(queries))}
+    return hit_rates(first_hits(similarity, keys)[1], ks)
 
 
 def embedding_similarity(embeddings: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from megatron_nexa.data.source import SpectraSource
 from megatron_nexa.eval.compare import PER_ROW, compare, render_comparisons
 from megatron_nexa.eval.features import binned, spectra, subset, subset_groups
 from megatron_nexa.eval.metrics import cosine_rows, regression_rows, tanimoto_rows
-from megatron_nexa.eval.retrieval import KS, embedding_similarity, first_hits, matchms_similarity
+from megatron_nexa.eval.retrieval import embedding_similarity, first_hits, hit_rates, matchms_similarity
 from megatron_nexa.finetune.candidates import build_library, candidate_sets, hits, rank_candidates
 from megatron_nexa.finetune.fit import fit
 from megatron_nexa.finetune.heads import FingerprintHead, GaussianHead
@@ -56,6 +56,7 @@ def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epoc
                              for s in SpectraSource(data_root, split).view.column("smiles")], n_bits)
     candidates = candidate_sets(meta["test"]["smiles"][fp["test"][1]], library, ppm)
     seed_list = [seed + i for i in range(seeds)]
+    pool_sizes = np.array([len(pool) for pool in candidates.pools])
     rows, results = {}, {"n_train": len(tr), "n_test": len(te), "n_test_fingerprint": int(fp["test"][1].sum()),
                          "n_test_rt": int(rt_ok["test"].sum()), "seeds": seed_list, "features": {},
                          "candidate ranking": {}}
@@ -65,18 +66,18 @@ def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epoc
         runs = [_heads(x, fp, meta, rt_ok, scaler, candidates, n_bits, epochs, s) for s in seed_list]
         rows[name] = {k: np.mean([r[k] for r in runs], axis=0) for k in PER_ROW}
         results["features"][name] = _summary(runs)
-        results["candidate ranking"][name] = _mean_hits(
-            [hits(r["candidate_rank"], np.array([len(p) for p in candidates.pools])) for r in runs])
+        results["candidate ranking"][name] = _mean_hits([hits(r["candidate_rank"], pool_sizes) for r in runs])
     results["candidate_ppm"] = ppm
     ret = subset_groups(keys, max_retrieval, seed)  # matchms compares every pair: cap the library
     log(f"retrieval among {len(ret):,} test spectra (matchms scores every pair)")
-    similarity = {"matchms CosineGreedy": matchms_similarity([items["test"][i] for i in ret], modified=False),
-                  "matchms ModifiedCosineGreedy": matchms_similarity([items["test"][i] for i in ret], modified=True),
+    ret_items = [items["test"][i] for i in ret]
+    similarity = {"matchms CosineGreedy": matchms_similarity(ret_items, modified=False),
+                  "matchms ModifiedCosineGreedy": matchms_similarity(ret_items, modified=True),
                   **{f"{name} (cosine)": embedding_similarity(f["test"][ret]) for name, f in features.items()}}
     results["retrieval"], hit1 = {}, {}
     for name, sim in similarity.items():
         queries, first = first_hits(sim, keys[ret])
-        results["retrieval"][name] = {f"hit@{k}": float((first < k).mean()) for k in KS} | {"queries": len(queries)}
+        results["retrieval"][name] = hit_rates(first)
         hit1[name] = (first < 1).astype(float)
     # the queries depend on the keys alone, so every ranking has the same ones
     groups = {"fingerprint": keys[fp["test"][1]], "rt": keys[rt_ok["test"]],
