@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv data demo pretrain-small eval finetune test clean
+.PHONY: venv data demo pretrain-small hf eval finetune test clean
 
 venv: $(STAMP)
 
@@ -38,22 +38,26 @@ pretrain-small: data
 	OMP_NUM_THREADS=1 DS_ACCELERATOR=cpu $(VENV)/bin/deepspeed --num_gpus 2 --master_port 29518 pretrain_nexa.py \
 		--ds_config ds_configs/zero3_cpu.json --config configs/massbank_small.yaml
 
-# Export a run (default: the demo's) to Hugging Face format and score fingerprint/RT heads on frozen features,
-# retrieval and candidate ranking against baselines. RUN=runs/massbank_small judges the longer-pretrained model.
+# Export a run (default: the demo's) to Hugging Face format; `eval` scores fingerprint/RT heads on frozen
+# features, retrieval and candidate ranking against baselines. RUN=runs/massbank_small judges the longer-pretrained model.
 RUN ?= runs/demo
 HF  ?= $(if $(filter runs/demo,$(RUN)),hf/demo,$(RUN)/hf)
-eval: $(if $(filter runs/demo,$(RUN)),demo,venv)
+hf: $(if $(filter runs/demo,$(RUN)),demo,venv)
 	$(PY) -m megatron_nexa.cli.convert to-hf $(RUN) $(HF)
+
+eval: hf
 	$(PY) -m megatron_nexa.cli.eval --model $(HF) --data $(DATA)/massbank_v2 --out $(RUN)/eval.json
 
-# After `make eval`: fine-tune each head on the run's encoder and, as the baseline, on the same architecture
-# from fresh weights (frozen 100 steps, then unfrozen); then one table of the test-split scores.
-finetune: eval
-	for task in fingerprint rt ccs contrastive; do for init in pretrained random; do \
+# Fine-tune each head on the run's encoder and, as the baseline, on the same architecture from fresh weights
+# (frozen 100 steps, then unfrozen), once per seed; then one table with mean ± SD over seeds and pretrained
+# minus random-init with a 95 % interval over test structures.
+SEEDS ?= 0 1 2
+finetune: hf
+	for seed in $(SEEDS); do for task in fingerprint rt ccs contrastive; do for init in pretrained random; do \
 		OMP_NUM_THREADS=2 $(PY) -m megatron_nexa.cli.finetune --config configs/finetune/$$task.yaml --init=$(HF) \
-			--random_init=$$( [ $$init = random ] && echo true || echo false ) \
-			--out_dir=$(RUN)/finetune_$${task}_$$init || exit 1; done; done
-	$(PY) -m megatron_nexa.finetune.report $(RUN)
+			--random_init=$$( [ $$init = random ] && echo true || echo false ) --seed=$$seed \
+			--out_dir=$(RUN)/finetune_$${task}_$${init}_s$$seed || exit 1; done; done; done
+	$(PY) -m megatron_nexa.finetune.report $(RUN) | tee $(RUN)/finetune.txt
 
 test: venv
 	DS_ACCELERATOR=cpu $(PY) -m pytest -q $(PYTEST_ARGS)

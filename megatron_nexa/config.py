@@ -258,6 +258,8 @@ class FinetuneConfig:
     lr: float = 1e-3  # the head
     encoder_lr: float = 5e-5  # the encoder, once unfrozen
     unfreeze_after: int | None = 0  # encoder frozen for this many steps; None: frozen throughout
+    warmup_steps: int = 0  # linear warm-up of each learning rate (the encoder's from when it unfreezes)
+    final_lr_fraction: float = 1.0  # cosine decay of both learning rates to this fraction at the last step
     weight_decay: float = 0.01
     n_bits: int = 2048  # fingerprint length (2048 or 4096 in the card)
     temperature: float = 0.1  # InfoNCE
@@ -272,6 +274,8 @@ class FinetuneConfig:
             _require(getattr(self, name) >= 1, name, "must be >= 1")
         _require(self.lr > 0 and self.encoder_lr >= 0, "lr", "lr must be > 0 and encoder_lr >= 0")
         _require(self.unfreeze_after is None or self.unfreeze_after >= 0, "unfreeze_after", "must be >= 0 or null")
+        _require(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
+        _require(0 <= self.final_lr_fraction <= 1, "final_lr_fraction", "must be in [0, 1] (1: constant)")
         _require(self.n_bits in (1024, 2048, 4096) or self.n_bits >= 64, "n_bits", "must be >= 64")
         _require(self.task != Task.CONTRASTIVE or self.micro_batch_size % 2 == 0, "micro_batch_size",
                  "must be even for contrastive pairs")

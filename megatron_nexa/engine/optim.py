@@ -24,6 +24,14 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Opt
                              eps=cfg.eps, fused=torch.cuda.is_available())
 
 
+def warmup_cosine(step: int, warmup: int, total: int, peak: float, floor: float) -> float:
+    """peak·(step+1)/warmup during warmup, then cosine from peak down to floor at ``total``."""
+    if warmup and step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
+
+
 class WarmupCosine:
     """lr(step) = scale x (peak·step/warmup during warmup, then cosine from peak to min_lr at total_steps).
 
@@ -37,13 +45,7 @@ class WarmupCosine:
 
     def lr_at(self, step: int) -> float:
         c = self.cfg
-        if c.warmup_steps and step < c.warmup_steps:
-            lr = c.lr * (step + 1) / c.warmup_steps
-        else:
-            span = max(1, self.total - c.warmup_steps)
-            progress = min(1.0, (step - c.warmup_steps) / span)
-            lr = c.min_lr + 0.5 * (c.lr - c.min_lr) * (1 + math.cos(math.pi * progress))
-        return lr * self.scale
+        return warmup_cosine(step, c.warmup_steps, self.total, c.lr, c.min_lr) * self.scale
 
     def _apply(self):
         lr = self.lr_at(self.step_count)

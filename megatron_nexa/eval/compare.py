@@ -48,14 +48,15 @@ def compare(rows: dict[str, dict[str, np.ndarray]], retrieval_hit1: dict[str, np
                     a, b = rows[model][metric.row], rows[baseline][metric.row]
                 diff, low, high = paired_bootstrap(a, b, groups[metric.groups], seed=seed)
                 out.append({"model": model, "baseline": baseline, "metric": metric.label, "difference": diff,
-                            "ci95": [low, high], "rows": int(len(a)), "verdict": _verdict(metric, low, high)})
+                            "ci95": [low, high], "rows": int(len(a)), "verdict": verdict(metric.higher_is_better, low, high)})
     return out
 
 
-def _verdict(metric: Metric, low: float, high: float) -> str:
+def verdict(higher_is_better: bool, low: float, high: float) -> str:
+    """"better" / "worse" when the whole interval of (model - baseline) is on one side of zero."""
     if low <= 0 <= high:
         return "within noise"
-    return "better" if (low > 0) == metric.higher_is_better else "worse"
+    return "better" if (low > 0) == higher_is_better else "worse"
 
 
 def render_comparisons(records: list[dict]) -> str:

@@ -34,7 +34,11 @@ def regression_rows(mean: np.ndarray, std: np.ndarray, target: np.ndarray) -> di
 
 def regression(mean: np.ndarray, std: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """MAE and calibration: the fraction of targets inside the predicted central 68 % and 95 % intervals."""
-    rows = regression_rows(mean, std, target)
+    return regression_summary(regression_rows(mean, std, target))
+
+
+def regression_summary(rows: dict[str, np.ndarray]) -> dict[str, float]:
+    """:func:`regression`'s numbers from :func:`regression_rows`' per-row scores."""
     return {"mae": float(rows["abs_error"].mean()), "coverage_68": float(rows["in_68"].mean()),
             "coverage_95": float(rows["in_95"].mean())}
 

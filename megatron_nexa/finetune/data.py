@@ -1,7 +1,9 @@
 """Fine-tuning data: one split's spectra with the task's target, tokenised per batch like pretraining.
 
 Rows without a usable target (no SMILES, RT in an LC system unseen in training, …) are dropped and
-counted (``dropped``), never silently lost.
+counted (``dropped``), never silently lost. The data (the ``max_train`` subset, generated CCS) is drawn with
+a fixed seed, not the run's: runs with different seeds differ in weights and batch order and score the same
+test rows, so ``finetune.report`` can pair them.
 """
 from dataclasses import dataclass, field
 
@@ -13,6 +15,8 @@ from megatron_nexa.data.source import SpectraSource
 from megatron_nexa.data.tokenize import single_row
 from megatron_nexa.eval.features import spectra, subset
 from megatron_nexa.finetune.targets import RTScaler, morgan_fingerprints, synthetic_ccs
+
+DATA_SEED = 0
 
 
 @dataclass
@@ -29,7 +33,7 @@ class TaskSplit:
 def load_split(cfg: FinetuneConfig, split: str, scaler: RTScaler | None = None) -> tuple[TaskSplit, RTScaler | None]:
     """The split's rows that have a target; for RT/CCS the scaler is fitted here on the training split."""
     src = SpectraSource(cfg.data, split)
-    idx = subset(len(src), cfg.max_train if split == "train" else None, cfg.seed)
+    idx = subset(len(src), cfg.max_train if split == "train" else None, DATA_SEED)
     col = {c: src.view.column(c)[idx] for c in ("smiles", "rt", "run_id", "inchikey")}
     keys = np.array([(k or "").split("-")[0] for k in col["inchikey"]], dtype=object)
     if cfg.task == Task.FINGERPRINT:
@@ -44,7 +48,7 @@ def load_split(cfg: FinetuneConfig, split: str, scaler: RTScaler | None = None) 
         elif src.view.has_column("ccs"):
             raw, groups = src.view.column("ccs")[idx].astype(np.float64), np.zeros(len(idx), dtype=object)
         else:
-            raw, groups = synthetic_ccs(list(col["smiles"]), cfg.seed), np.zeros(len(idx), dtype=object)
+            raw, groups = synthetic_ccs(list(col["smiles"]), DATA_SEED), np.zeros(len(idx), dtype=object)
         if scaler is None:
             scaler = RTScaler(groups, raw)
         ok = scaler.known(groups, raw)

@@ -18,8 +18,9 @@ from torch import nn
 
 from megatron_nexa.config import FinetuneConfig, Task, to_plain
 from megatron_nexa.convert.from_hf import read_hf
-from megatron_nexa.eval.metrics import cosine, regression, tanimoto
-from megatron_nexa.eval.retrieval import embedding_similarity, hits_at_k
+from megatron_nexa.engine.optim import warmup_cosine
+from megatron_nexa.eval.metrics import cosine_rows, regression, regression_rows, regression_summary, tanimoto_rows
+from megatron_nexa.eval.retrieval import embedding_similarity, first_hits, hit_rates
 from megatron_nexa.finetune.data import batch_tensors, contrastive_batches, load_split
 from megatron_nexa.finetune.heads import FingerprintHead, GaussianHead
 from megatron_nexa.losses import info_nce
@@ -118,19 +119,25 @@ class Finetuner:
         z = self.engine(*self._inputs(np.concatenate([a, b]), self.train)).float()
         return info_nce(z[: len(a)], z[len(a):], self.cfg.temperature)["contrastive"]
 
-    def set_encoder_lr(self, step: int) -> float:
+    def set_lrs(self, step: int) -> float:
+        """The head's and (once unfrozen) the encoder's learning rate at ``step``; returns the encoder's."""
         c = self.cfg
-        lr = c.encoder_lr if c.unfreeze_after is not None and step >= c.unfreeze_after else 0.0
-        self.engine.optimizer.param_groups[1]["lr"] = lr
-        return lr
+        head = warmup_cosine(step, c.warmup_steps, c.steps, c.lr, c.lr * c.final_lr_fraction)
+        encoder = 0.0
+        if c.unfreeze_after is not None and step >= c.unfreeze_after:
+            encoder = warmup_cosine(step - c.unfreeze_after, c.warmup_steps, c.steps - c.unfreeze_after,
+                                    c.encoder_lr, c.encoder_lr * c.final_lr_fraction)
+        groups = self.engine.optimizer.param_groups
+        groups[0]["lr"], groups[1]["lr"] = head, encoder
+        return encoder
 
     def run(self) -> dict:
         c = self.cfg
-        before = self.evaluate() if c.task == Task.CONTRASTIVE else None
+        before = self.evaluate()[0] if c.task == Task.CONTRASTIVE else None
         pairs = contrastive_batches(self.train.keys, c.micro_batch_size // 2, self.rng) \
             if c.task == Task.CONTRASTIVE else None
         for step in range(c.steps):
-            encoder_lr = self.set_encoder_lr(step)
+            encoder_lr = self.set_lrs(step)
             if pairs is not None:
                 loss = self.contrastive_loss(*next(pairs))
             else:
@@ -139,11 +146,12 @@ class Finetuner:
             self.engine.step()
             if self.rank == 0 and ((step + 1) % c.log_interval == 0 or step + 1 == c.steps):
                 print(f"step {step + 1}/{c.steps} loss {loss.item():.4f} encoder lr {encoder_lr:.1e}", flush=True)
+        metrics, rows = self.evaluate()
         results = {"task": c.task.value, "train": len(self.train.items), "train_dropped": self.train.dropped,
-                   "test": len(self.test.items), "test_dropped": self.test.dropped, **self.evaluate()}
+                   "test": len(self.test.items), "test_dropped": self.test.dropped, **metrics}
         if before is not None:
             results["before fine-tuning"] = before
-        self.save(results)
+        self.save(results, rows)
         return results
 
     @torch.no_grad()
@@ -157,7 +165,9 @@ class Finetuner:
         self.engine.train()
         return outs
 
-    def evaluate(self) -> dict:
+    def evaluate(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """The test split's metrics beside the run's baseline, and the per-row scores behind them (with each
+        row's structure key), which ``finetune.report`` pairs across encoders and seeds."""
         c, test = self.cfg, self.test
         outs = self.predict(test)
         if c.task == Task.FINGERPRINT:
@@ -165,20 +175,23 @@ class Finetuner:
             freq = np.broadcast_to(self.train.target.mean(0), prob.shape)
 
             def scores(p):
-                return {"fingerprint_tanimoto": tanimoto(p > 0.5, test.target),
-                        "fingerprint_cosine": cosine(p, test.target.astype(float))}
+                return {"fingerprint_tanimoto": tanimoto_rows(p > 0.5, test.target),
+                        "fingerprint_cosine": cosine_rows(p, test.target.astype(float))}
 
-            return {**scores(prob), "baseline (training bit frequencies)": scores(freq)}
+            rows = scores(prob)
+            return _means(rows) | {"baseline (training bit frequencies)": _means(scores(freq))}, rows | {
+                "keys": test.keys}
         if c.task == Task.CONTRASTIVE:
-            return hits_at_k(embedding_similarity(torch.cat(outs).numpy()), test.keys)
+            queries, first = first_hits(embedding_similarity(torch.cat(outs).numpy()), test.keys)
+            return hit_rates(first), {"hit@1": (first < 1).astype(float), "keys": test.keys[queries]}
         mean = torch.cat([m for m, _ in outs]).numpy()
         std = np.exp(0.5 * torch.cat([v for _, v in outs]).numpy())
         groups, scale = test.groups_raw, self.scaler.scale(test.groups_raw)
-        model = regression(self.scaler.inverse(groups, mean), std * scale, test.raw)
+        rows = regression_rows(self.scaler.inverse(groups, mean), std * scale, test.raw)
         base = regression(self.scaler.inverse(groups, np.zeros_like(mean)), scale, test.raw)
-        return {**model, "baseline (training mean per group)": base}
+        return regression_summary(rows) | {"baseline (training mean per group)": base}, rows | {"keys": test.keys}
 
-    def save(self, results: dict) -> None:
+    def save(self, results: dict, rows: dict[str, np.ndarray]) -> None:
         import deepspeed
         from safetensors.torch import save_file
 
@@ -194,3 +207,9 @@ class Finetuner:
         save_file(state, str(out / "model.safetensors"))
         (out / "finetune.json").write_text(json.dumps(to_plain(self.cfg), indent=1))
         (out / "results.json").write_text(json.dumps(results, indent=1))
+        np.savez(out / "rows.npz", **{k: v.astype(str) if k == "keys" else v for k, v in rows.items()})
+
+
+def _means(rows: dict[str, np.ndarray]) -> dict[str, float]:
+    return {k: float(v.mean()) for k, v in rows.items()}
+

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -51,6 +52,11 @@ def test_each_task_trains_and_reports_a_baseline(massbank, hf_tiny, tmp_path, ta
     assert metric in results and metric in results[baseline]
     if task in ("rt", "ccs"):
         assert results["mae"] > 0 and 0 <= results["coverage_68"] <= results["coverage_95"] <= 1
+    rows = np.load(tmp_path / task / "rows.npz")  # the per-row scores finetune.report pairs across runs
+    row_key = "abs_error" if task in ("rt", "ccs") else metric
+    assert rows[row_key].mean() == pytest.approx(results[metric]) and len(rows["keys"]) == len(rows[row_key])
+    if task != "contrastive":  # contrastive rows are the queries, a subset
+        assert len(rows["keys"]) == results["test"]
 
 
 def test_frozen_encoder_is_untouched_and_unfrozen_moves(massbank, hf_tiny, tmp_path):
