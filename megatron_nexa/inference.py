@@ -10,6 +10,7 @@ says how many and which.
 """
 import dataclasses
 import enum
+import sys
 import warnings
 from pathlib import Path
 
@@ -79,15 +80,33 @@ def embed(spectra, model, batch_size: int = 64, device: str = "cpu", per_peak: b
     """``[n, hidden]`` float32 array, one row per spectrum pooled as ``pooling`` says (and, with
     ``per_peak``, a list of ``[n_peaks_i, hidden]`` arrays of the peak tokens, in m/z order)."""
     pooling = Pooling(pooling)
-    pooled, peaks = embed_pooled(spectra, model, (pooling,), batch_size, device, per_peak, progress)
+    pooled, peaks, bad = _embed(spectra, model, (pooling,), batch_size, device, per_peak, progress)
+    _warn_unembedded(bad)
     return (pooled[pooling], peaks) if per_peak else pooled[pooling]
 
 
-@torch.no_grad()
 def embed_pooled(spectra, model, poolings=tuple(Pooling), batch_size: int = 64, device: str = "cpu",
                  per_peak: bool = False, progress: bool = False) -> tuple[dict, list]:
     """Every pooling in ``poolings`` from one encoder pass: ``({pooling: [n, hidden] array}, peak rows)``;
     the peak rows are ``[n_peaks_i, hidden]`` arrays with ``per_peak``, else ``None``s."""
+    pooled, peak_rows, bad = _embed(spectra, model, poolings, batch_size, device, per_peak, progress)
+    _warn_unembedded(bad)
+    return pooled, peak_rows
+
+
+def _warn_unembedded(bad: list[str]) -> None:
+    """Names the spectra that became NaN rows; the warning points at the first caller outside this package."""
+    if not bad:
+        return
+    package, frame, level = str(Path(__file__).parent), sys._getframe(0), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(f"{len(bad)} spectra could not be embedded (NaN rows): " + "; ".join(bad[:5])
+                  + (" …" if len(bad) > 5 else ""), stacklevel=level)
+
+
+@torch.no_grad()
+def _embed(spectra, model, poolings, batch_size, device, per_peak, progress) -> tuple[dict, list, list[str]]:
     poolings = [Pooling(p) for p in poolings]
     model = load_model(model, device)
     cfg = model.config
@@ -134,8 +153,5 @@ def embed_pooled(spectra, model, poolings=tuple(Pooling), batch_size: int = 64, 
             bar.update(len(chunk))
     if bar is not None:
         bar.close()
-    if bad:
-        warnings.warn(f"{len(bad)} spectra could not be embedded (NaN rows): " + "; ".join(bad[:5])
-                      + (" …" if len(bad) > 5 else ""), stacklevel=3)
     empty = np.zeros((0, cfg.hidden_size), np.float32)
-    return {p: np.concatenate(v) if v else empty for p, v in parts.items()}, peak_rows
+    return {p: np.concatenate(v) if v else empty for p, v in parts.items()}, peak_rows, bad

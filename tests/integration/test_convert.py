@@ -160,6 +160,10 @@ def test_embed_api_on_massbank(hf_dir):
     spectra = [Spectrum(mz=np.asarray(m, float), intensities=np.asarray(i, float), metadata={"precursor_mz": float(p)})
                for m, i, p in arrays]
     np.testing.assert_allclose(megatron_nexa.embed(spectra, model=hf_dir), from_arrays, atol=1e-6)
-    with pytest.warns(UserWarning, match="1 spectra could not be embedded"):
-        out = megatron_nexa.embed([(np.array([-1.0]), np.array([1.0]), 100.0)] + arrays[:1], model=hf_dir)
+    bad = [(np.array([-1.0]), np.array([1.0]), 100.0)] + arrays[:1]
+    with pytest.warns(UserWarning, match="1 spectra could not be embedded") as caught:
+        out = megatron_nexa.embed(bad, model=hf_dir)
     assert np.isnan(out[0]).all() and np.isfinite(out[1]).all()
+    with pytest.warns(UserWarning, match="1 spectra could not be embedded") as caught_pooled:
+        megatron_nexa.inference.embed_pooled(bad, hf_dir)
+    assert {w.filename for w in (*caught, *caught_pooled)} == {__file__}  # the warning points at the caller
