@@ -30,8 +30,8 @@ stage() {  # stage NAME LOG SECONDS CMD...: run with a time limit, append to OUT
 }
 
 # zero3_deepcompile last: DeepSpeed builds its 'dc' extension with nvcc on first use (JSON is written per variant)
-V3=${VARIANTS_3B:-amp amp_encoder amp_compile zero3 zero3_full zero2 zero3_mb2x amp_mb2x zero3_deepcompile}
-V7=${VARIANTS_7B:-amp zero3 zero3_full zero2 zero3_mb2x}
+V3=${VARIANTS_3B:-amp amp_encoder amp_compile zero3 zero3_halves zero3_full zero3_mb2x amp_mb2x zero3_deepcompile}
+V7=${VARIANTS_7B:-amp zero3 zero3_halves zero3_full zero3_mb2x}
 if [ -z "${PRETRAIN_ONLY:-}" ]; then  # PRETRAIN_ONLY=1: stage 4 alone
   stage pytest pytest 90 python3 -m pytest -q -s -p no:cacheprovider tests/gpu
   stage step_3b step_3b 170 python3 benchmarks/gpu_step.py --model nexa_3b --layers 4 \

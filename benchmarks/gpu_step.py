@@ -63,7 +63,12 @@ class Variant:
 VARIANTS = {
     "amp": Variant(engine=False, note="baseline: plain PyTorch, fp32 master weights, bf16 autocast, fused AdamW"),
     "amp_mb2x": Variant(engine=False, batch_factor=2, note="baseline at twice the micro-batch"),
-    "zero3": Variant(note="ds_configs/zero3.json as shipped (attention, MLP, head as leaf modules), no recompute"),
+    "zero3": Variant(note="ds_configs/zero3.json as shipped (each layer and the masked-peak head as leaf modules), "
+                          "no recompute"),
+    "zero3_halves": Variant(zero_overrides={"leaf_module": {"classes": [
+        "megatron.core.transformer.attention.SelfAttention", "megatron.core.transformer.mlp.MLP",
+        "megatron_nexa.model.heads.MaskedPeakHead"]}},
+        note="attention and MLP as separate leaves, not the whole layer (zero3.json of sessions 2-4)"),
     "zero3_full": Variant(recompute=Recompute.FULL, note="full recompute (the 3B/7B configs' default)"),
     "zero3_selective": Variant(recompute=Recompute.SELECTIVE, note="selective recompute (core attention)"),
     "zero3_local": Variant(attention=AttentionBackend.LOCAL, note="megatron's unfused DotProductAttention"),

@@ -32,6 +32,22 @@ _TE_TO_LOCAL = {
 }
 
 
+class NexaTransformerLayer(TransformerLayer):
+    """megatron-core's layer, with ``hidden_states`` passed on positionally.
+
+    ``TransformerBlock`` calls each layer with keyword arguments only, and DeepSpeed ZeRO-3's module hooks
+    see positional inputs only: with no input to attach to, the hook that releases a ZeRO-3 leaf module's
+    parameters after its backward pass never runs, and the whole layer cannot be a leaf (its backward
+    fails on a released, size-0 parameter). Passed positionally, the layer is one leaf: one gather and one
+    set of hooks per layer instead of one per attention and MLP.
+    """
+
+    def __call__(self, *args, **kwargs):
+        if not args and "hidden_states" in kwargs:
+            args = (kwargs.pop("hidden_states"),)
+        return super().__call__(*args, **kwargs)
+
+
 def transformer_engine_available() -> bool:
     return importlib.util.find_spec("transformer_engine") is not None
 
@@ -48,7 +64,7 @@ def layer_spec(cfg: ModelConfig, use_transformer_engine: bool = False) -> Module
         qkv, fc1, proj, fc2 = ColumnParallelLinear, ColumnParallelLinear, RowParallelLinear, RowParallelLinear
         input_norm = pre_mlp_norm = WrappedTorchNorm
     return ModuleSpec(
-        module=TransformerLayer,
+        module=NexaTransformerLayer,
         submodules=TransformerLayerSubmodules(
             input_layernorm=input_norm,
             self_attention=ModuleSpec(

@@ -1,5 +1,6 @@
-"""ZeRO-3 leaf modules (ds_configs/zero3*.json: attention, MLP and the masked-peak head fetched whole, with
-fewer hooks) change speed only: losses equal those of per-submodule fetching, with and without recompute."""
+"""ZeRO-3 leaf modules (ds_configs/zero3*.json: each transformer layer and the masked-peak head fetched whole,
+with one set of hooks) change speed only: losses equal those of per-submodule fetching, with and without
+recompute, and with the layer's two halves as leaves (the configuration before NexaTransformerLayer)."""
 import json
 import os
 import subprocess
@@ -16,21 +17,26 @@ from megatron_nexa.config import load_config
 from megatron_nexa.engine.setup import build
 cfg = load_config("configs/model/tiny.yaml", sys.argv[2:])
 built = build(cfg, sys.argv[1])
+from deepspeed.utils import get_z3_leaf_modules
 batch = synthetic_batch(built.cfg, built.cfg.train.micro_batch_size)
-print(json.dumps([engine_step(built, batch).item() for _ in range(5)]))
+losses = [engine_step(built, batch).item() for _ in range(5)]
+print(json.dumps({"losses": losses, "leaves": [type(m).__name__ for m in get_z3_leaf_modules(built.engine.module)]}))
 """
+HALVES = ["megatron.core.transformer.attention.SelfAttention", "megatron.core.transformer.mlp.MLP",
+          "megatron_nexa.model.heads.MaskedPeakHead"]
 
 
-def losses(tmp_path, leaf: bool, recompute: str) -> list[float]:
+def run(tmp_path, leaves: list[str] | None, recompute: str) -> dict:
+    """``leaves``: the leaf classes (None: the shipped ones)."""
     ds = json.loads((REPO / "ds_configs/zero3.json").read_text())
     z = ds["zero_optimization"]
     assert z["leaf_module"]["classes"], "the shipped ZeRO-3 config names leaf modules"
     z["stage3_param_persistence_threshold"] = 0  # tiny parameters would otherwise never be gathered
-    if not leaf:
-        z["leaf_module"] = {"classes": []}
+    if leaves is not None:
+        z["leaf_module"] = {"classes": leaves}
     if recompute == "none":
         ds.pop("activation_checkpointing", None)
-    path = tmp_path / f"ds_{leaf}_{recompute}.json"
+    path = tmp_path / f"ds_{len(leaves or ())}_{recompute}.json"
     path.write_text(json.dumps(ds))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     out = subprocess.run([sys.executable, "-c", DRIVER, str(path), f"model.recompute={recompute}",
@@ -43,6 +49,8 @@ def losses(tmp_path, leaf: bool, recompute: str) -> list[float]:
 
 @pytest.mark.parametrize("recompute", ["none", "full"])
 def test_leaf_modules_give_the_same_losses(tmp_path, recompute):
-    with_leaf, without = losses(tmp_path, True, recompute), losses(tmp_path, False, recompute)
-    assert with_leaf == without
-    assert with_leaf[-1] < with_leaf[0]
+    shipped, halves, none = (run(tmp_path, leaves, recompute) for leaves in (None, HALVES, []))
+    assert shipped["leaves"] == ["NexaTransformerLayer"] * 2 + ["MaskedPeakHead"]  # tiny: 2 layers
+    assert halves["leaves"] == ["SelfAttention", "MLP"] * 2 + ["MaskedPeakHead"] and none["leaves"] == []
+    assert shipped["losses"] == halves["losses"] == none["losses"]
+    assert shipped["losses"][-1] < shipped["losses"][0]
