@@ -1,5 +1,5 @@
-"""ZeRO-3 leaf modules (ds_configs/zero3*.json: each transformer layer and the masked-peak head fetched whole,
-with one set of hooks) change speed only: losses equal those of per-submodule fetching, with and without
+"""ZeRO-3 leaf modules (ds_configs/zero3*.json: each transformer layer and each head fetched whole, with one
+set of hooks) change speed only: losses equal those of per-submodule fetching, with and without
 recompute, and with the layer's two halves as leaves (the configuration before NexaTransformerLayer)."""
 import json
 import os
@@ -12,6 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = """
 import json, sys
+import torch
 from benchmarks.train_step import engine_step, synthetic_batch
 from megatron_nexa.config import load_config
 from megatron_nexa.engine.setup import build
@@ -19,6 +20,11 @@ cfg = load_config("configs/model/tiny.yaml", sys.argv[2:])
 built = build(cfg, sys.argv[1])
 from deepspeed.utils import get_z3_leaf_modules
 batch = synthetic_batch(built.cfg, built.cfg.train.micro_batch_size)
+batch.view_group[:4] = torch.tensor([0, 0, 1, 1])  # two spectra, two views each: InfoNCE (contrastive head)
+batch.is_pair[4:], batch.ro_label[4:6] = True, 1.0  # rows 4-7: retention-order pairs (the RO head)
+from megatron_nexa.losses import pretraining_terms
+terms = pretraining_terms(batch, built.engine(*batch.model_inputs()), built.cfg.loss)
+assert {"retention_order", "contrastive"} <= set(terms), terms
 losses = [engine_step(built, batch).item() for _ in range(5)]
 print(json.dumps({"losses": losses, "leaves": [type(m).__name__ for m in get_z3_leaf_modules(built.engine.module)]}))
 """
@@ -39,8 +45,8 @@ def run(tmp_path, leaves: list[str] | None, recompute: str) -> dict:
     path = tmp_path / f"ds_{len(leaves or ())}_{recompute}.json"
     path.write_text(json.dumps(ds))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
-    out = subprocess.run([sys.executable, "-c", DRIVER, str(path), f"model.recompute={recompute}",
-                          "train.micro_batch_size=4", "train.global_batch_size=4", "optim.warmup_steps=1"],
+    out = subprocess.run([sys.executable, "-c", DRIVER, str(path), f"model.recompute={recompute}", "loss.contrastive=1.0",
+                          "train.micro_batch_size=8", "train.global_batch_size=8", "optim.warmup_steps=1"],
                          cwd=REPO, env={**env, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"},
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -50,7 +56,8 @@ def run(tmp_path, leaves: list[str] | None, recompute: str) -> dict:
 @pytest.mark.parametrize("recompute", ["none", "full"])
 def test_leaf_modules_give_the_same_losses(tmp_path, recompute):
     shipped, halves, none = (run(tmp_path, leaves, recompute) for leaves in (None, HALVES, []))
-    assert shipped["leaves"] == ["NexaTransformerLayer"] * 2 + ["MaskedPeakHead"]  # tiny: 2 layers
+    assert shipped["leaves"] == ["NexaTransformerLayer"] * 2 + ["MaskedPeakHead", "RetentionOrderHead",
+                                                                 "ContrastiveHead"]  # tiny: 2 layers
     assert halves["leaves"] == ["SelfAttention", "MLP"] * 2 + ["MaskedPeakHead"] and none["leaves"] == []
     assert shipped["losses"] == halves["losses"] == none["losses"]
     assert shipped["losses"][-1] < shipped["losses"][0]
