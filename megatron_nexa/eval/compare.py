@@ -2,9 +2,9 @@
 
 Each pretrained feature set ([CLS], mean of peak tokens) is compared with the same pooling of the
 random-init encoder (baseline c), with the binned spectrum (baseline b) and, for retrieval, with matchms
-library search (baseline a). Per-row scores are averaged over the heads' seeds first; the 95 % interval of
-the difference comes from resampling test structures (metrics.paired_bootstrap), so "better" means the
-whole interval is on the better side of zero.
+library search (baseline a). The 95 % interval of the difference comes from resampling test structures and
+the heads' seeds (metrics.paired_bootstrap), so "better" means the whole interval is on the better side of
+zero.
 """
 from dataclasses import dataclass
 
@@ -33,8 +33,9 @@ METRICS = (Metric("FP Tanimoto", "fingerprint_tanimoto", "fingerprint", True),
 
 def compare(rows: dict[str, dict[str, np.ndarray]], retrieval_hit1: dict[str, np.ndarray],
             groups: dict[str, np.ndarray], seed: int = 0) -> list[dict]:
-    """``rows[feature set][PER_ROW key]``, ``retrieval_hit1[ranking]`` per query, ``groups[Metric.groups]``
-    the structure of each row. One record per (pretrained feature set, baseline, metric)."""
+    """``rows[feature set][PER_ROW key]`` ``[seeds, rows]`` (or ``[rows]``), ``retrieval_hit1[ranking]`` per
+    query, ``groups[Metric.groups]`` the structure of each row. One record per (pretrained feature set,
+    baseline, metric)."""
     out = []
     for model, random_init in PRETRAINED.items():
         for baseline in (random_init, BINNED, LIBRARY_SEARCH):
@@ -48,7 +49,7 @@ def compare(rows: dict[str, dict[str, np.ndarray]], retrieval_hit1: dict[str, np
                     a, b = rows[model][metric.row], rows[baseline][metric.row]
                 diff, low, high = paired_bootstrap(a, b, groups[metric.groups], seed=seed)
                 out.append({"model": model, "baseline": baseline, "metric": metric.label, "difference": diff,
-                            "ci95": [low, high], "rows": int(len(a)), "verdict": verdict(metric.higher_is_better, low, high)})
+                            "ci95": [low, high], "rows": int(np.shape(a)[-1]), "verdict": verdict(metric.higher_is_better, low, high)})
     return out
 
 
@@ -60,7 +61,8 @@ def verdict(higher_is_better: bool, low: float, high: float) -> str:
 
 
 def render_comparisons(records: list[dict]) -> str:
-    lines = ["pretrained minus baseline (95 % interval, test structures resampled; RT: negative is better)",
+    lines = ["pretrained minus baseline (95 % interval, test structures and head seeds resampled; RT: negative is "
+             "better)",
              f"{'pretrained features':<27}{'baseline':<28}{'metric':<17}{'difference':>11}{'95 % interval':>22}  verdict"]
     for r in records:
         low, high = r["ci95"]

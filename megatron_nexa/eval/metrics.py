@@ -48,13 +48,21 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, groups: np.ndarray, n_boot: i
     """mean(a - b) over rows, with a percentile confidence interval from resampling whole groups.
 
     ``a`` and ``b`` score the same rows; spectra of one structure are not independent, so the groups
-    (InChIKey first blocks) are what is resampled, each bringing all of its rows.
+    (InChIKey first blocks) are what is resampled, each bringing all of its rows. ``a`` and ``b`` may be
+    ``[seeds, rows]``, scores of models trained with several seeds (seed s of ``a`` paired with seed s of
+    ``b``): each draw then resamples the seeds too, so the interval covers training noise as well as the
+    test sample.
     """
-    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    diff = np.atleast_2d(np.asarray(a, np.float64) - np.asarray(b, np.float64))  # [seeds, rows]
     _, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
-    sums, counts = np.bincount(inverse, diff), np.bincount(inverse).astype(np.float64)
-    draws = np.random.default_rng(seed).multinomial(len(sums), np.full(len(sums), 1 / len(sums)), size=n_boot)
-    estimates = (draws @ sums) / np.maximum(draws @ counts, 1)
+    n_groups, n_seeds = int(inverse.max()) + 1, diff.shape[0]
+    sums = np.stack([np.bincount(inverse, d, minlength=n_groups) for d in diff])  # [seeds, groups]
+    counts = np.bincount(inverse, minlength=n_groups).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=n_boot)  # [n_boot, groups]
+    seed_weights = np.ones((n_boot, 1)) if n_seeds == 1 else \
+        rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_boot) / n_seeds  # [n_boot, seeds]
+    estimates = ((seed_weights @ sums) * draws).sum(1) / np.maximum(draws @ counts, 1)
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(estimates, [tail, 100 - tail])
     return float(diff.mean()), float(low), float(high)

@@ -4,7 +4,8 @@ Features compared in one run: the pretrained encoder's [CLS] embedding and the m
 the same two from the architecture with random weights, and a binned spectrum (the classic MLP input).
 The heads, their initial weights and their training are the same for all five, so differences come from
 the features. Heads are fitted with several seeds (mean and spread reported), and every pretrained
-feature set is compared with its baselines by a paired bootstrap over test structures (eval/compare.py).
+feature set is compared with its baselines by a paired bootstrap over test structures and head seeds
+(eval/compare.py).
 """
 import numpy as np
 import torch
@@ -64,7 +65,7 @@ def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epoc
         x = {k: torch.from_numpy(np.nan_to_num(v)).float() for k, v in feats.items()}
         log(f"{name}: fingerprint and RT heads, {seeds} seed(s)")
         runs = [_heads(x, fp, meta, rt_ok, scaler, candidates, n_bits, epochs, s) for s in seed_list]
-        rows[name] = {k: np.mean([r[k] for r in runs], axis=0) for k in PER_ROW}
+        rows[name] = {k: np.stack([r[k] for r in runs]) for k in PER_ROW}  # [seeds, test rows]
         results["features"][name] = _summary(runs)
         results["candidate ranking"][name] = _mean_hits([hits(r["candidate_rank"], pool_sizes) for r in runs])
     results["candidate_ppm"] = ppm

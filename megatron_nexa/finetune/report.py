@@ -1,7 +1,7 @@
 """``python -m megatron_nexa.finetune.report RUN_DIR``: every ``finetune_*`` run under a run directory in one
 table, grouped by task and encoder (pretrained / random-init) with the mean ± SD over seeds, beside each run's
 trivial baseline; then pretrained minus random-init per task, with a 95 % interval from resampling test
-structures (per-row scores averaged over the seeds both encoders ran, as ``nexa-eval`` does)."""
+structures and the seeds both encoders ran (``metrics.paired_bootstrap``, as ``nexa-eval`` does)."""
 import json
 import sys
 from dataclasses import dataclass
@@ -56,12 +56,14 @@ def table(run_dir: str | Path) -> str:
         first = values[keys[0]]
         spread = f"±{_fmt(first.std(ddof=1), like=first.mean())}" if len(runs) > 1 else ""
         tuned = " / ".join([_fmt(first.mean()) + spread] + [_fmt(values[k].mean()) for k in keys[1:]])
-        base_name, base = _baseline(runs[0].results)
+        base_name = _baseline(runs[0].results)[0]  # the mean over seeds, like the fine-tuned column
+        base = {k: np.mean([_baseline(r.results)[1][k] for r in runs]) for k in keys}
         lines.append(f"{task:<12}{encoder:<13}{len(runs):<7}{' / '.join(keys):<42}{tuned:<30}"
                      f"{' / '.join(_fmt(base[k]) for k in keys)}  {base_name}")
     comparisons = compare(run_dir)
     if comparisons:
-        lines.append("pretrained minus random-init (95 % interval, test structures resampled; MAE: negative is better)")
+        lines.append("pretrained minus random-init (95 % interval, test structures and seeds resampled; MAE: negative is "
+                     "better)")
         lines.append(f"{'task':<12}{'per-row score':<22}{'seeds':<7}{'rows':>6}{'difference':>12}{'95 % interval':>22}"
                      "  verdict")
         for c in comparisons:
@@ -80,7 +82,7 @@ def compare(run_dir: str | Path, seed: int = 0) -> list[dict]:
         if not seeds or not all((r.folder / "rows.npz").exists() for s in seeds for r in (pre[s], rnd[s])):
             continue
         score, higher_is_better = HEADLINE[task]
-        mean = {}
+        per_seed = {}
         for name, runs in (("pretrained", pre), ("random-init", rnd)):
             loaded = [np.load(runs[s].folder / "rows.npz") for s in seeds]
             keys = loaded[0]["keys"]
@@ -88,12 +90,12 @@ def compare(run_dir: str | Path, seed: int = 0) -> list[dict]:
                 if not np.array_equal(rows["keys"], keys):
                     raise ValueError(f"{runs[s].folder}/rows.npz: its test rows differ from seed {seeds[0]}'s; "
                                      "runs compared must share the dataset and task settings")
-            mean[name] = (np.mean([rows[score] for rows in loaded], axis=0), keys)
-        (a, keys), (b, keys_b) = mean["pretrained"], mean["random-init"]
+            per_seed[name] = (np.stack([rows[score] for rows in loaded]), keys)  # [seeds, rows]
+        (a, keys), (b, keys_b) = per_seed["pretrained"], per_seed["random-init"]
         if not np.array_equal(keys, keys_b):
             raise ValueError(f"{task}: the pretrained and random-init runs scored different test rows")
         diff, low, high = paired_bootstrap(a, b, keys, seed=seed)
-        out.append({"task": task, "score": score, "seeds": seeds, "rows": int(len(a)), "difference": diff,
+        out.append({"task": task, "score": score, "seeds": seeds, "rows": int(a.shape[1]), "difference": diff,
                     "ci95": [low, high], "verdict": verdict(higher_is_better, low, high)})
     return out
 

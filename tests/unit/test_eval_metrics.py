@@ -114,3 +114,20 @@ def test_subset_groups_keeps_whole_structures():
         assert len(idx) <= 8 and np.all(np.diff(idx) > 0)
         for k in set(keys[idx]):  # a structure is in whole or not at all
             assert (keys[idx] == k).sum() == (keys == k).sum()
+
+
+def test_paired_bootstrap_over_seeds_counts_training_noise():
+    """Three seeds that disagree (+0.3, -0.1, +0.1) on a large, quiet test set: averaging the seeds first
+    would call +0.1 a clear gain; resampling the seeds too leaves it within noise."""
+    from megatron_nexa.eval.metrics import paired_bootstrap
+
+    rng = np.random.default_rng(3)
+    groups = np.arange(2000)
+    b = rng.normal(0, 1, (3, groups.size))
+    a = b + np.array([[0.3], [-0.1], [0.1]]) + rng.normal(0, 0.01, b.shape)
+    diff, low, high = paired_bootstrap(a.mean(0), b.mean(0), groups)
+    assert diff == pytest.approx(0.1, abs=0.01) and low > 0.09
+    diff2, low2, high2 = paired_bootstrap(a, b, groups)
+    assert diff2 == pytest.approx(diff) and low2 < 0 < high2 and high2 > 0.25
+    one = paired_bootstrap(a[:1], b[:1], groups)  # one seed: the plain structure bootstrap
+    assert one == paired_bootstrap(a[0], b[0], groups)
