@@ -11,18 +11,10 @@ def tanimoto_rows(pred_bits: np.ndarray, true_bits: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
 
-def tanimoto(pred_bits: np.ndarray, true_bits: np.ndarray) -> float:
-    return float(tanimoto_rows(pred_bits, true_bits).mean())
-
-
 def cosine_rows(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     num = (pred * true).sum(1)
     den = np.linalg.norm(pred, axis=1) * np.linalg.norm(true, axis=1)
     return np.where(den > 0, num / np.maximum(den, 1e-12), 0.0)
-
-
-def cosine(pred: np.ndarray, true: np.ndarray) -> float:
-    return float(cosine_rows(pred, true).mean())
 
 
 def regression_rows(mean: np.ndarray, std: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:

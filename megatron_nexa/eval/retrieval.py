@@ -31,11 +31,6 @@ def hit_rates(first: np.ndarray, ks=KS) -> dict[str, float]:
     return {f"hit@{k}": float((first < k).mean()) for k in ks} | {"queries": int(len(first))}
 
 
-def hits_at_k(similarity: np.ndarray, keys: np.ndarray, ks=KS) -> dict[str, float]:
-    """``similarity`` [n, n]: hit@k over the queries of :func:`first_hits`."""
-    return hit_rates(first_hits(similarity, keys)[1], ks)
-
-
 def embedding_similarity(embeddings: np.ndarray) -> np.ndarray:
     e = np.nan_to_num(embeddings.astype(np.float64))
     e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)

@@ -2,15 +2,15 @@ import numpy as np
 import pytest
 
 from megatron_nexa.eval.features import binned
-from megatron_nexa.eval.metrics import cosine, regression, tanimoto
+from megatron_nexa.eval.metrics import cosine_rows, regression, tanimoto_rows
 from megatron_nexa.finetune.targets import RTScaler, morgan_fingerprints
 
 
 def test_tanimoto_and_cosine():
     a = np.array([[1, 1, 0, 0], [0, 0, 0, 0]])
     b = np.array([[1, 0, 1, 0], [0, 0, 0, 0]])
-    assert tanimoto(a, b) == pytest.approx((1 / 3 + 1.0) / 2)
-    assert cosine(np.array([[1.0, 0.0]]), np.array([[2.0, 0.0]])) == pytest.approx(1.0)
+    assert tanimoto_rows(a, b) == pytest.approx([1 / 3, 1.0])  # two empty fingerprints count as equal
+    assert cosine_rows(np.array([[1.0, 0.0]]), np.array([[2.0, 0.0]])) == pytest.approx([1.0])
 
 
 def test_regression_calibration():
@@ -41,8 +41,8 @@ def test_binned_spectrum():
     assert v.shape == (1, 1000) and v[0, 100] == pytest.approx(1.0) and v[0].sum() == pytest.approx(1.0)
 
 
-def test_hits_at_k():
-    from megatron_nexa.eval.retrieval import hits_at_k
+def test_first_hits_and_hit_rates():
+    from megatron_nexa.eval.retrieval import first_hits, hit_rates
 
     keys = np.array(["A", "A", "B", "B", "C"], object)
     sim = np.array([[9, 1, 5, 0, 0],    # A0: best other is B2, its twin A1 comes second
@@ -50,7 +50,9 @@ def test_hits_at_k():
                     [0, 0, 9, 8, 0],    # B2: twin first
                     [0, 0, 8, 9, 0],
                     [0, 0, 0, 0, 9]], float)
-    r = hits_at_k(sim, keys, ks=(1, 2))
+    queries, first = first_hits(sim, keys)
+    assert list(queries) == [0, 1, 2, 3] and list(first) == [1, 0, 0, 0]
+    r = hit_rates(first, ks=(1, 2))
     assert r["queries"] == 4  # C has no other spectrum of its structure
     assert r["hit@1"] == 0.75 and r["hit@2"] == 1.0
 
