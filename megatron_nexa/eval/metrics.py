@@ -52,8 +52,7 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, groups: np.ndarray, n_boot: i
     counts = np.bincount(inverse, minlength=n_groups).astype(np.float64)
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=n_boot)  # [n_boot, groups]
-    seed_weights = np.ones((n_boot, 1)) if n_seeds == 1 else \
-        rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_boot) / n_seeds  # [n_boot, seeds]
+    seed_weights = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_boot) / n_seeds  # [n_boot, seeds]
     estimates = ((seed_weights @ sums) * draws).sum(1) / np.maximum(draws @ counts, 1)
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(estimates, [tail, 100 - tail])

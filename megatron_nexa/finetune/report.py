@@ -49,8 +49,9 @@ def _fmt(value: float, like: float | None = None) -> str:
 
 
 def table(run_dir: str | Path) -> str:
+    groups = collect(run_dir)
     lines = [f"{'task':<12}{'encoder':<13}{'seeds':<7}{'metrics':<42}{'fine-tuned (mean±SD)':<30}baseline, same run"]
-    for (task, encoder), runs in collect(run_dir).items():
+    for (task, encoder), runs in groups.items():
         keys = METRICS[task]
         values = {k: np.array([r.results[k] for r in runs]) for k in keys}
         first = values[keys[0]]
@@ -60,7 +61,7 @@ def table(run_dir: str | Path) -> str:
         base = {k: np.mean([_baseline(r.results)[1][k] for r in runs]) for k in keys}
         lines.append(f"{task:<12}{encoder:<13}{len(runs):<7}{' / '.join(keys):<42}{tuned:<30}"
                      f"{' / '.join(_fmt(base[k]) for k in keys)}  {base_name}")
-    comparisons = compare(run_dir)
+    comparisons = _compare(groups, seed=0)
     if comparisons:
         lines.append("pretrained minus random-init (95 % interval, test structures and seeds resampled; MAE: negative is "
                      "better)")
@@ -75,30 +76,29 @@ def table(run_dir: str | Path) -> str:
 
 def compare(run_dir: str | Path, seed: int = 0) -> list[dict]:
     """One record per task run with both encoders on common seeds, each run having its rows.npz."""
-    groups, out = collect(run_dir), []
+    return _compare(collect(run_dir), seed)
+
+
+def _compare(groups: dict[tuple[str, str], list[Run]], seed: int) -> list[dict]:
+    out = []
     for task in METRICS:
         pre, rnd = ({r.seed: r for r in groups.get((task, e), [])} for e in ENCODERS)
         seeds = sorted(set(pre) & set(rnd))
-        if not seeds or not all((r.folder / "rows.npz").exists() for s in seeds for r in (pre[s], rnd[s])):
+        folders = [runs[s].folder for runs in (pre, rnd) for s in seeds]  # pretrained seeds, then random-init
+        if not seeds or not all((f / "rows.npz").exists() for f in folders):
             continue
         score, higher_is_better = HEADLINE[task]
-        per_seed = {}
-        for name, runs in (("pretrained", pre), ("random-init", rnd)):
-            loaded = [np.load(runs[s].folder / "rows.npz") for s in seeds]
-            keys = loaded[0]["keys"]
-            for s, rows in zip(seeds, loaded):
-                if not np.array_equal(rows["keys"], keys):
-                    raise ValueError(f"{runs[s].folder}/rows.npz: its test rows differ from seed {seeds[0]}'s; "
-                                     "runs compared must share the dataset and task settings")
-            per_seed[name] = (np.stack([rows[score] for rows in loaded]), keys)  # [seeds, rows]
-        (a, keys), (b, keys_b) = per_seed["pretrained"], per_seed["random-init"]
-        if not np.array_equal(keys, keys_b):
-            raise ValueError(f"{task}: the pretrained and random-init runs scored different test rows")
-        diff, low, high = paired_bootstrap(a, b, keys, seed=seed)
+        loaded = [np.load(f / "rows.npz") for f in folders]
+        for folder, rows in zip(folders, loaded):
+            if not np.array_equal(rows["keys"], loaded[0]["keys"]):
+                raise ValueError(f"{folder}/rows.npz: scored different test rows than {folders[0]}; runs compared "
+                                 "must share the dataset and task settings")
+        scores = np.stack([rows[score] for rows in loaded])  # [2 x seeds, rows]
+        a, b = scores[:len(seeds)], scores[len(seeds):]
+        diff, low, high = paired_bootstrap(a, b, loaded[0]["keys"], seed=seed)
         out.append({"task": task, "score": score, "seeds": seeds, "rows": int(a.shape[1]), "difference": diff,
                     "ci95": [low, high], "verdict": verdict(higher_is_better, low, high)})
     return out
-
 
 if __name__ == "__main__":
     print(table(sys.argv[1] if len(sys.argv) > 1 else "runs/demo"))
