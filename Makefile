@@ -33,10 +33,12 @@ demo: data
 		--ds_config ds_configs/zero3_cpu.json --config configs/demo.yaml
 
 # About an hour on 2 cores: `small` pretrained 4,000 steps with contrastive views (runs/massbank_small);
-# then `make eval RUN=runs/massbank_small`.
+# then `make eval RUN=runs/massbank_small`. SMALL=configs/massbank_small_cls.yaml adds the [CLS] spectrum
+# objective (runs/massbank_small_cls).
+SMALL ?= configs/massbank_small.yaml
 pretrain-small: data
 	OMP_NUM_THREADS=1 DS_ACCELERATOR=cpu $(VENV)/bin/deepspeed --num_gpus 2 --master_port 29518 pretrain_nexa.py \
-		--ds_config ds_configs/zero3_cpu.json --config configs/massbank_small.yaml
+		--ds_config ds_configs/zero3_cpu.json --config $(SMALL)
 
 # Export a run (default: the demo's) to Hugging Face format; `eval` scores fingerprint/RT heads on frozen
 # features, retrieval and candidate ranking against baselines. RUN=runs/massbank_small judges the longer-pretrained model.

@@ -164,6 +164,9 @@ class LossConfig:
     retention_order: float = 1.0
     contrastive: float = 0.0
     contrastive_temperature: float = 0.1
+    # not in the card: [CLS] predicts the row's whole binned spectrum through the masked-peak m/z classifier,
+    # so that [CLS] must keep which peaks the spectrum has (README: "Evaluation")
+    cls_spectrum: float = 0.0
 
     def validate(self, prefix: str = "loss") -> None:
         for f in dataclasses.fields(self):

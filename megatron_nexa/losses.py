@@ -40,10 +40,25 @@ def info_nce(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> dict[s
     return {"contrastive": loss, "contrastive_acc": (logits.argmax(-1) == target).float().mean().detach()}
 
 
+def cls_spectrum_terms(cls_mz_logits: torch.Tensor, peak_bin: torch.Tensor, peak_weight: torch.Tensor
+                       ) -> dict[str, torch.Tensor]:
+    """Cross-entropy of the [CLS] m/z distribution against the row's binned spectrum (sqrt intensity per bin,
+    summed and normalised: the binned baseline's input). Masked peaks count too; ``cls_spectrum_acc`` is the
+    fraction of rows whose top bin holds a peak."""
+    keep = peak_bin != IGNORE
+    target = torch.zeros_like(cls_mz_logits, dtype=torch.float32)
+    target.scatter_add_(1, torch.where(keep, peak_bin, 0), torch.where(keep, peak_weight.float(), 0.0))
+    target = target / target.sum(-1, keepdim=True).clamp_min(1e-12)
+    loss = -(target * F.log_softmax(cls_mz_logits.float(), -1)).sum(-1).mean()
+    hit = target.gather(1, cls_mz_logits.argmax(-1, keepdim=True)) > 0
+    return {"cls_spectrum": loss, "cls_spectrum_acc": hit.float().mean().detach()}
+
+
 def weighted_total(terms: dict[str, torch.Tensor], cfg: LossConfig) -> torch.Tensor:
     """Sum of the present loss terms times their configured weights (``*_acc`` metrics excluded)."""
     weights = {"masked_mz": cfg.masked_mz, "masked_intensity": cfg.masked_intensity,
-               "retention_order": cfg.retention_order, "contrastive": cfg.contrastive}
+               "retention_order": cfg.retention_order, "contrastive": cfg.contrastive,
+               "cls_spectrum": cfg.cls_spectrum}
     present = [weights[name] * value for name, value in terms.items() if name in weights]
     if not present:
         raise ValueError("no loss term to optimise: terms were " + ", ".join(terms))
@@ -61,9 +76,12 @@ def pretraining_terms(batch, out, cfg: LossConfig) -> dict[str, torch.Tensor]:
     masked = batch.token_type == TokenType.MASK
     terms = masked_peak_terms(out.mz_logits, out.intensity_logits, batch.mz_target[masked],
                               batch.intensity_target[masked])
-    unused = [out.retention_logit.sum(), out.contrastive.sum()]
+    unused = [out.retention_logit.sum(), out.contrastive.sum(), out.cls_mz_logits.sum()]
     if cfg.retention_order > 0 and batch.is_pair.any():
         terms.update(retention_order_terms(out.retention_logit[batch.is_pair], batch.ro_label[batch.is_pair]))
+    single = ~batch.is_pair & (batch.peak_weight.sum(-1) > 0)  # a pair's [CLS] is about the pair
+    if cfg.cls_spectrum > 0 and single.any():
+        terms.update(cls_spectrum_terms(out.cls_mz_logits[single], batch.peak_bin[single], batch.peak_weight[single]))
     views = torch.nonzero(batch.view_group >= 0).flatten()
     if cfg.contrastive > 0 and len(views) >= 4:
         order = views[torch.argsort(batch.view_group[views], stable=True)]

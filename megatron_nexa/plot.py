@@ -18,7 +18,7 @@ def plot_metrics(metrics_path: str | Path, out_path: str | Path | None = None) -
     val = {r["step"]: r for r in rows if "val_masked_mz" in r}
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     steps = sorted(train)
-    for key in ("loss", "masked_mz", "masked_intensity", "retention_order", "contrastive"):
+    for key in ("loss", "masked_mz", "masked_intensity", "retention_order", "contrastive", "cls_spectrum"):
         ys = [train[s].get(key) for s in steps]
         if any(y is not None for y in ys):
             axes[0].plot(steps, ys, label=key)

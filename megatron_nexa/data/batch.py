@@ -13,6 +13,8 @@ class Batch:
     segment: torch.Tensor  # [B, L] int64; 1 for the second spectrum of a pair
     mz_target: torch.Tensor  # [B, L] int64; IGNORE (-100) except at masked tokens
     intensity_target: torch.Tensor  # [B, L] int64
+    peak_bin: torch.Tensor  # [B, L] int64: m/z bin of every peak, masked or not; IGNORE elsewhere
+    peak_weight: torch.Tensor  # [B, L] float32: sqrt(relative intensity) of every peak, masked or not
     is_pair: torch.Tensor  # [B] bool: a [SEP]-joined retention-order pair
     ro_label: torch.Tensor  # [B] float32: 1.0 if A elutes before B (meaningful where is_pair)
     view_group: torch.Tensor  # [B] int64: rows sharing a value >= 0 are two views of one spectrum

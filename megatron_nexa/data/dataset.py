@@ -10,11 +10,12 @@ from torch.utils.data import Dataset
 from megatron_nexa.config import RunConfig
 from megatron_nexa.data.augment import augmented_view
 from megatron_nexa.data.blend import BlendIndex
-from megatron_nexa.data.masking import IGNORE, mask_row
+from megatron_nexa.data.masking import IGNORE, mask_row, mz_bins
 from megatron_nexa.data.pairs import draw_partner
 from megatron_nexa.data.sampler import Kind
 from megatron_nexa.data.source import SpectraSource
 from megatron_nexa.data.tokenize import Row, pair_row, single_row
+from megatron_nexa.tokens import TokenType
 
 
 class PretrainingDataset(Dataset):
@@ -31,12 +32,16 @@ class PretrainingDataset(Dataset):
 
     def _finish(self, row: Row, rng, stream_index: int, source: int, spectra: tuple[int, int], is_pair=False,
                 label=0.0, group=-1, mask=True) -> dict:
+        peaks = row.token_type == TokenType.PEAK  # the whole spectrum, before masking: the [CLS] target
+        peak_bin = np.where(peaks, mz_bins(row.mz, self.cfg.model), IGNORE)
+        peak_weight = np.where(peaks, np.sqrt(np.maximum(row.intensity, 0.0)), 0.0).astype(np.float32)
         if mask:
             mz_t, int_t = mask_row(row, rng, self.cfg.masking, self.cfg.model)
         else:
             mz_t = int_t = np.full(len(row.token_type), IGNORE, np.int64)
         return {"token_type": row.token_type, "mz": row.mz, "intensity": row.intensity, "segment": row.segment,
-                "mz_target": mz_t, "intensity_target": int_t, "is_pair": np.bool_(is_pair),
+                "mz_target": mz_t, "intensity_target": int_t, "peak_bin": peak_bin, "peak_weight": peak_weight,
+                "is_pair": np.bool_(is_pair),
                 "ro_label": np.float32(label), "view_group": np.int64(group), "sample_index": np.int64(stream_index),
                 "source": np.int64(source), "spectra": np.array(spectra, np.int64)}
 

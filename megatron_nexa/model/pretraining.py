@@ -19,6 +19,7 @@ class PretrainingOutput(NamedTuple):
     intensity_logits: torch.Tensor  # [n_masked, intensity_bins]
     retention_logit: torch.Tensor  # [b]
     contrastive: torch.Tensor  # [b, contrastive_dim], unit norm
+    cls_mz_logits: torch.Tensor  # [b, mz_bins]: the masked-peak m/z classifier applied to [CLS]
 
 
 class NexaSpecForPretraining(nn.Module):
@@ -34,6 +35,9 @@ class NexaSpecForPretraining(nn.Module):
                 segment: torch.Tensor) -> PretrainingOutput:
         hidden = self.encoder(token_type, mz, intensity, segment)
         cls = hidden[:, 0]
-        mz_logits, intensity_logits = self.masked_peak(hidden[token_type == TokenType.MASK])
-        return PretrainingOutput(hidden, cls, mz_logits, intensity_logits,
-                                 self.retention_order(cls), self.contrastive(cls))
+        masked = hidden[token_type == TokenType.MASK]
+        # one call for masked tokens and [CLS] (ZeRO-3 fetches a leaf's parameters once per forward)
+        mz_logits, intensity_logits = self.masked_peak(torch.cat([masked, cls]))
+        n = len(masked)
+        return PretrainingOutput(hidden, cls, mz_logits[:n], intensity_logits[:n], self.retention_order(cls),
+                                 self.contrastive(cls), mz_logits[n:])

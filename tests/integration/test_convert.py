@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from megatron_nexa.tokens import TokenType
 from tests.conftest import MASSBANK_FILES, REPO
 
 ENV = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
@@ -47,12 +48,14 @@ HF_ONLY = textwrap.dedent("""
             if name.split(".")[0] in ("deepspeed", "megatron", "megatron_nexa"):
                 raise ImportError(name + " must not be needed by the export")
     sys.meta_path.insert(0, Block())
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoModelForPreTraining
     model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+    heads = AutoModelForPreTraining.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
     inputs = [torch.from_numpy(a) for a in np.load(sys.argv[2]).values()]
     with torch.no_grad():
-        out = model(*inputs)
-    np.savez(sys.argv[3], hidden=out.last_hidden_state.numpy(), cls=out.cls_embedding.numpy())
+        out, pre = model(*inputs), heads(*inputs)
+    np.savez(sys.argv[3], hidden=out.last_hidden_state.numpy(), cls=out.cls_embedding.numpy(),
+             mz_logits=pre.mz_logits.numpy(), cls_mz_logits=pre.cls_mz_logits.numpy())
 """)
 
 
@@ -63,6 +66,8 @@ def spectra_batch(massbank):
     src = SpectraSource(massbank, "test")
     rows = [single_row(*src.peaks(i), float(src.precursor_mz[i]), 32) for i in range(12)]
     rows.append(pair_row((*src.peaks(0), 300.0), (*src.peaks(1), 250.0), 32))
+    for row in rows[:4]:  # a few masked peaks, for the masked-peak head
+        row.token_type[[3, 6]], row.mz[[3, 6]], row.intensity[[3, 6]] = TokenType.MASK, 0.0, 0.0
     return {f: np.stack([getattr(r, f) for r in rows]) for f in ("token_type", "mz", "intensity", "segment")}
 
 
@@ -86,6 +91,9 @@ def test_hf_export_equals_the_training_model(parallel, trained, hf_dir, massbank
     assert np.abs(hf["cls"] - ours.cls.numpy()).max() <= 1e-5
     assert np.abs(hf["hidden"][real] - ours.hidden.numpy()[real]).max() <= 1e-5
     assert np.abs(ours.cls.numpy()).max() > 0.1  # not a trivially zero comparison
+    assert len(ours.mz_logits) == (batch["token_type"] == TokenType.MASK).sum() > 0
+    for head in ("mz_logits", "cls_mz_logits"):  # the masked-peak classifier on [MASK] tokens and on [CLS]
+        assert np.abs(hf[head] - getattr(ours, head).numpy()).max() <= 1e-4
 
 
 def test_round_trip_is_bit_identical(hf_dir, tmp_path):

@@ -8,7 +8,7 @@ import torch
 
 from megatron_nexa.config import load_config
 from megatron_nexa.data.loader import build_dataset, build_loader
-from megatron_nexa.data.masking import IGNORE
+from megatron_nexa.data.masking import IGNORE, mz_bins
 from megatron_nexa.data.sampler import Kind
 from megatron_nexa.data.source import DataError, SpectraSource
 from megatron_nexa.tokens import TokenType
@@ -35,6 +35,11 @@ def test_masking_on_real_spectra(massbank):
         assert torch.equal(b.intensity_target != IGNORE, masked), "loss mask = exactly the masked tokens"
         assert not (b.mz_target != IGNORE)[~masked].any()
         assert ((b.mz[masked] == 0) & (b.intensity[masked] == 0)).all(), "masked tokens keep no values"
+        peak = b.token_type == TokenType.PEAK
+        assert torch.equal(b.peak_bin[masked], b.mz_target[masked]), "the [CLS] target keeps the masked peaks"
+        assert ((b.peak_bin[peak] == b.mz_target.new_tensor(mz_bins(b.mz[peak].numpy(), cfg.model)))).all()
+        assert torch.allclose(b.peak_weight[peak], b.intensity[peak].sqrt()) and (b.peak_weight[masked] > 0).all()
+        assert (b.peak_bin[~(peak | masked)] == IGNORE).all() and (b.peak_weight[~(peak | masked)] == 0).all()
         assert (b.token_type[:, 0] == TokenType.CLS).all() and (b.token_type[:, 1] == TokenType.PREC).all()
         n_peaks = ((b.token_type == TokenType.PEAK) | masked).sum(1).float()
         frac = masked.sum(1).float() / n_peaks

@@ -1,6 +1,7 @@
 """ZeRO-3 leaf modules (ds_configs/zero3*.json: each transformer layer and each head fetched whole, with one
 set of hooks) change speed only: losses equal those of per-submodule fetching, with and without
-recompute, and with the layer's two halves as leaves (the configuration before NexaTransformerLayer)."""
+recompute, and with the layer's two halves as leaves (the configuration before NexaTransformerLayer). Every loss
+term is on, so each head (and the masked-peak head's second use, on [CLS]) is exercised."""
 import json
 import os
 import subprocess
@@ -24,7 +25,7 @@ batch.view_group[:4] = torch.tensor([0, 0, 1, 1])  # two spectra, two views each
 batch.is_pair[4:], batch.ro_label[4:6] = True, 1.0  # rows 4-7: retention-order pairs (the RO head)
 from megatron_nexa.losses import pretraining_terms
 terms = pretraining_terms(batch, built.engine(*batch.model_inputs()), built.cfg.loss)
-assert {"retention_order", "contrastive"} <= set(terms), terms
+assert {"retention_order", "contrastive", "cls_spectrum"} <= set(terms), terms
 losses = [engine_step(built, batch).item() for _ in range(5)]
 print(json.dumps({"losses": losses, "leaves": [type(m).__name__ for m in get_z3_leaf_modules(built.engine.module)]}))
 """
@@ -46,7 +47,7 @@ def run(tmp_path, leaves: list[str] | None, recompute: str) -> dict:
     path.write_text(json.dumps(ds))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     out = subprocess.run([sys.executable, "-c", DRIVER, str(path), f"model.recompute={recompute}", "loss.contrastive=1.0",
-                          "train.micro_batch_size=8", "train.global_batch_size=8", "optim.warmup_steps=1"],
+                          "loss.cls_spectrum=1.0", "train.micro_batch_size=8", "train.global_batch_size=8", "optim.warmup_steps=1"],
                          cwd=REPO, env={**env, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"},
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

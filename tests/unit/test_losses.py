@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from megatron_nexa.config import LossConfig
-from megatron_nexa.losses import IGNORE, info_nce, masked_peak_terms, retention_order_terms, weighted_total
+from megatron_nexa.losses import IGNORE, cls_spectrum_terms, info_nce, masked_peak_terms, retention_order_terms, weighted_total
 
 
 def test_masked_peak_terms_and_ignore():
@@ -32,3 +32,19 @@ def test_weighted_total_uses_weights_not_metrics():
     assert weighted_total(terms, LossConfig(masked_mz=1.0, masked_intensity=0.5, retention_order=2.0)) == 8.5
     with pytest.raises(ValueError, match="no loss term"):
         weighted_total({"masked_mz_acc": torch.tensor(1.0)}, LossConfig())
+
+
+def test_cls_spectrum_target_is_the_sqrt_intensity_binned_spectrum():
+    peak_bin = torch.tensor([[2, 2, 5, IGNORE], [1, IGNORE, IGNORE, IGNORE]])
+    weight = torch.tensor([[0.5, 0.5, 1.0, 0.0], [0.3, 0.0, 0.0, 0.0]])
+    target = torch.zeros(2, 8)
+    target[0, 2] = target[0, 5] = 0.5  # two peaks in bin 2 add up
+    target[1, 1] = 1.0
+    exact = cls_spectrum_terms(target.clamp_min(1e-9).log(), peak_bin, weight)
+    entropy = -(target * target.clamp_min(1e-9).log()).sum(-1).mean()
+    assert exact["cls_spectrum"] == pytest.approx(entropy.item(), abs=1e-6), "minimum = the target's entropy"
+    uniform = cls_spectrum_terms(torch.zeros(2, 8), peak_bin, weight)
+    assert uniform["cls_spectrum"] == pytest.approx(math.log(8), rel=1e-6)
+    wrong = torch.zeros(2, 8)
+    wrong[:, 7] = 10.0  # top bin holds no peak in either row
+    assert exact["cls_spectrum_acc"] == 1.0 and cls_spectrum_terms(wrong, peak_bin, weight)["cls_spectrum_acc"] == 0.0
