@@ -39,7 +39,8 @@ def synthetic_batch(cfg, rows: int, seed: int = 0) -> Batch:
     mz_t = np.where(masked, rng.integers(0, cfg.model.mz_bins, (rows, length)), IGNORE)
     int_t = np.where(masked, rng.integers(0, cfg.model.intensity_bins, (rows, length)), IGNORE)
     peak = (tt == TokenType.PEAK) | masked
-    peak_bin = np.where(masked, mz_t, np.where(peak, (mz / cfg.model.mz_max * cfg.model.mz_bins).astype(np.int64), IGNORE))
+    visible_bin = (mz / cfg.model.mz_max * cfg.model.mz_bins).astype(np.int64)
+    peak_bin = np.where(masked, mz_t, np.where(peak, visible_bin, IGNORE))
     peak_weight = np.where(peak, np.sqrt(inten), 0).astype(np.float32)
     t = torch.from_numpy
     return Batch(t(tt), t(mz), t(inten), torch.zeros(rows, length, dtype=torch.int64), t(mz_t), t(int_t),

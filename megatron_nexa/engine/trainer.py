@@ -27,8 +27,8 @@ from megatron_nexa.tokens import TokenType
 
 # Reduced across ranks in this fixed order (a rank whose batch had no pairs contributes count 0).
 METRICS = ("loss", "masked_mz", "masked_intensity", "masked_mz_acc", "masked_intensity_acc", "retention_order",
-           "retention_order_acc", "contrastive", "contrastive_acc", "cls_spectrum", "cls_spectrum_acc", "embedding_variance",
-           "tokens", "rows")
+           "retention_order_acc", "contrastive", "contrastive_acc", "cls_spectrum", "cls_spectrum_acc",
+           "embedding_variance", "tokens", "rows")
 
 
 def console_line(step: int, steps: int, m: dict, eta_s: float) -> str:
@@ -38,7 +38,8 @@ def console_line(step: int, steps: int, m: dict, eta_s: float) -> str:
         return f"{label} {value:.3f} (acc {m.get(key + '_acc', float('nan')):.3f}) " if math.isfinite(value) else ""
 
     return (f"step {step}/{steps} loss {m['loss']:.4f} " + term("mz", "masked_mz") + f"int {m['masked_intensity']:.3f} "
-            + term("ro", "retention_order") + term("nce", "contrastive") + term("cls", "cls_spectrum") + f"lr {m['lr']:.2e} gnorm {m['grad_norm']:.3f} "
+            + term("ro", "retention_order") + term("nce", "contrastive") + term("cls", "cls_spectrum")
+            + f"lr {m['lr']:.2e} gnorm {m['grad_norm']:.3f} "
             f"{m['tokens_per_s']:,.0f} tok/s" + (f" mfu {m['mfu']:.1%}" if m.get("mfu") else "") + f" eta {eta_s / 60:.1f} min")
 
 

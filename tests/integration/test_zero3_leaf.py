@@ -47,7 +47,8 @@ def run(tmp_path, leaves: list[str] | None, recompute: str) -> dict:
     path.write_text(json.dumps(ds))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     out = subprocess.run([sys.executable, "-c", DRIVER, str(path), f"model.recompute={recompute}", "loss.contrastive=1.0",
-                          "loss.cls_spectrum=1.0", "train.micro_batch_size=8", "train.global_batch_size=8", "optim.warmup_steps=1"],
+                          "loss.cls_spectrum=1.0", "train.micro_batch_size=8", "train.global_batch_size=8",
+                          "optim.warmup_steps=1"],
                          cwd=REPO, env={**env, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"},
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from megatron_nexa.config import LossConfig
-from megatron_nexa.losses import IGNORE, cls_spectrum_terms, info_nce, masked_peak_terms, retention_order_terms, weighted_total
+from megatron_nexa.losses import (IGNORE, cls_spectrum_terms, info_nce, masked_peak_terms, retention_order_terms,
+                                  weighted_total)
 
 
 def test_masked_peak_terms_and_ignore():
