@@ -21,7 +21,7 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu" if not torch.cuda.is_available() e
 
 from megatron_nexa.config import load_config  # noqa: E402
 from megatron_nexa.data.batch import Batch  # noqa: E402
-from megatron_nexa.data.masking import IGNORE  # noqa: E402
+from megatron_nexa.data.masking import IGNORE, mz_bins  # noqa: E402
 from megatron_nexa.tokens import TokenType  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,8 +39,7 @@ def synthetic_batch(cfg, rows: int, seed: int = 0) -> Batch:
     mz_t = np.where(masked, rng.integers(0, cfg.model.mz_bins, (rows, length)), IGNORE)
     int_t = np.where(masked, rng.integers(0, cfg.model.intensity_bins, (rows, length)), IGNORE)
     peak = (tt == TokenType.PEAK) | masked
-    visible_bin = (mz / cfg.model.mz_max * cfg.model.mz_bins).astype(np.int64)
-    peak_bin = np.where(masked, mz_t, np.where(peak, visible_bin, IGNORE))
+    peak_bin = np.where(masked, mz_t, np.where(peak, mz_bins(mz, cfg.model), IGNORE))
     peak_weight = np.where(peak, np.sqrt(inten), 0).astype(np.float32)
     t = torch.from_numpy
     return Batch(t(tt), t(mz), t(inten), torch.zeros(rows, length, dtype=torch.int64), t(mz_t), t(int_t),

@@ -79,9 +79,11 @@ def pretraining_terms(batch, out, cfg: LossConfig) -> dict[str, torch.Tensor]:
     unused = [out.retention_logit.sum(), out.contrastive.sum(), out.cls_mz_logits.sum()]
     if cfg.retention_order > 0 and batch.is_pair.any():
         terms.update(retention_order_terms(out.retention_logit[batch.is_pair], batch.ro_label[batch.is_pair]))
-    single = ~batch.is_pair & (batch.peak_weight.sum(-1) > 0)  # a pair's [CLS] is about the pair
-    if cfg.cls_spectrum > 0 and single.any():
-        terms.update(cls_spectrum_terms(out.cls_mz_logits[single], batch.peak_bin[single], batch.peak_weight[single]))
+    if cfg.cls_spectrum > 0:
+        single = ~batch.is_pair & (batch.peak_weight.sum(-1) > 0)  # a pair's [CLS] is about the pair
+        if single.any():
+            terms.update(cls_spectrum_terms(out.cls_mz_logits[single], batch.peak_bin[single],
+                                            batch.peak_weight[single]))
     views = torch.nonzero(batch.view_group >= 0).flatten()
     if cfg.contrastive > 0 and len(views) >= 4:
         order = views[torch.argsort(batch.view_group[views], stable=True)]

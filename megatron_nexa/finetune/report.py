@@ -100,5 +100,6 @@ def _compare(groups: dict[tuple[str, str], list[Run]], seed: int) -> list[dict]:
                     "ci95": [low, high], "verdict": verdict(higher_is_better, low, high)})
     return out
 
+
 if __name__ == "__main__":
     print(table(sys.argv[1] if len(sys.argv) > 1 else "runs/demo"))
