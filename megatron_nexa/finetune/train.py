@@ -19,7 +19,8 @@ from torch import nn
 from megatron_nexa.config import FinetuneConfig, Task, to_plain
 from megatron_nexa.convert.from_hf import read_hf
 from megatron_nexa.engine.optim import warmup_cosine
-from megatron_nexa.eval.metrics import cosine_rows, regression, regression_rows, regression_summary, tanimoto_rows
+from megatron_nexa.eval.metrics import (MIN_CALIBRATION_ROWS, cosine_rows, regression, regression_rows,
+                                       regression_summary, std_scale, tanimoto_rows)
 from megatron_nexa.eval.retrieval import embedding_similarity, first_hits, hit_rates
 from megatron_nexa.finetune.data import batch_tensors, contrastive_batches, load_split
 from megatron_nexa.finetune.heads import FingerprintHead, GaussianHead
@@ -88,6 +89,8 @@ class Finetuner:
         self.cfg, self.rank = cfg, dist.get_rank()
         self.train, self.scaler = load_split(cfg, "train")
         self.test, _ = load_split(cfg, "test", self.scaler)
+        # RT/CCS intervals are scaled on the validation split (structure-disjoint) before the test is scored
+        self.val = load_split(cfg, "val", self.scaler)[0] if cfg.task in (Task.RT, Task.CCS) else None
         torch.manual_seed(cfg.seed)
         model = build_model(cfg, groups=len(self.scaler.index) if self.scaler else 0)
         self.max_peaks = model.encoder.cfg.max_peaks
@@ -184,12 +187,23 @@ class Finetuner:
         if c.task == Task.CONTRASTIVE:
             queries, first = first_hits(embedding_similarity(torch.cat(outs).numpy()), test.keys)
             return hit_rates(first), {"hit@1": (first < 1).astype(float), "keys": test.keys[queries]}
-        mean = torch.cat([m for m, _ in outs]).numpy()
-        std = np.exp(0.5 * torch.cat([v for _, v in outs]).numpy())
-        groups, scale = test.groups_raw, self.scaler.scale(test.groups_raw)
-        rows = regression_rows(self.scaler.inverse(groups, mean), std * scale, test.raw)
-        base = regression(self.scaler.inverse(groups, np.zeros_like(mean)), scale, test.raw)
-        return regression_summary(rows) | {"baseline (training mean per group)": base}, rows | {"keys": test.keys}
+        mean, std = _gaussian(outs)
+        factor = self.std_scale()
+        groups, unit = test.groups_raw, self.scaler.scale(test.groups_raw)
+        pred = self.scaler.inverse(groups, mean)
+        rows = regression_rows(pred, std * unit * factor, test.raw)
+        raw = regression_summary(regression_rows(pred, std * unit, test.raw))
+        base = regression(self.scaler.inverse(groups, np.zeros_like(mean)), unit, test.raw)
+        return regression_summary(rows) | {"coverage_68_raw": raw["coverage_68"], "coverage_95_raw": raw["coverage_95"],
+                                           "std_scale": factor, "calibration_rows": len(self.val.items),
+                                           "baseline (training mean per group)": base}, rows | {"keys": test.keys}
+
+    def std_scale(self) -> float:
+        """The factor on predicted standard deviations that fits the validation split (1.0 if it is too small)."""
+        if len(self.val.items) < MIN_CALIBRATION_ROWS:
+            return 1.0
+        mean, std = _gaussian(self.predict(self.val))
+        return std_scale(mean, std, self.val.target)
 
     def save(self, results: dict, rows: dict[str, np.ndarray]) -> None:
         import deepspeed
@@ -208,6 +222,11 @@ class Finetuner:
         (out / "finetune.json").write_text(json.dumps(to_plain(self.cfg), indent=1))
         (out / "results.json").write_text(json.dumps(results, indent=1))
         np.savez(out / "rows.npz", **{k: v.astype(str) if k == "keys" else v for k, v in rows.items()})
+
+
+def _gaussian(outs: list) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (standardised units) from the Gaussian head's batched outputs."""
+    return torch.cat([m for m, _ in outs]).numpy(), np.exp(0.5 * torch.cat([v for _, v in outs]).numpy())
 
 
 def _means(rows: dict[str, np.ndarray]) -> dict[str, float]:

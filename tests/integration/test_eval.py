@@ -27,6 +27,10 @@ def test_eval_report_on_massbank(massbank, tmp_path):
         assert 0 <= r["fingerprint_tanimoto"] <= 1 and 0 <= r["rt_coverage_68"] <= r["rt_coverage_95"] <= 1
         assert np.isfinite(r["rt_mae"]) and r["rt_mae"] > 0
         assert r["fingerprint_tanimoto_sd"] >= 0 and r["rt_mae_sd"] > 0  # two seeds, two different heads
+        assert r["rt_std_scale"] > 0 and 0 <= r["rt_coverage_68_raw"] <= r["rt_coverage_95_raw"] <= 1
+        if r["rt_std_scale"] > 1:  # widened intervals hold at least as many targets as the raw ones
+            assert r["rt_coverage_68"] >= r["rt_coverage_68_raw"]
+    assert results["n_val_rt"] >= 20  # enough validation spectra with RT to scale the intervals
     assert results["seeds"] == [0, 1]
     assert set(results["retrieval"]) == {"matchms CosineGreedy", "matchms ModifiedCosineGreedy", "pretrained encoder (cosine)",
                                          "random-init encoder (cosine)", "pretrained, mean of peaks (cosine)",

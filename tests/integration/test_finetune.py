@@ -52,6 +52,8 @@ def test_each_task_trains_and_reports_a_baseline(massbank, hf_tiny, tmp_path, ta
     assert metric in results and metric in results[baseline]
     if task in ("rt", "ccs"):
         assert results["mae"] > 0 and 0 <= results["coverage_68"] <= results["coverage_95"] <= 1
+        assert results["calibration_rows"] >= 20 and results["std_scale"] > 0  # intervals scaled on validation
+        assert 0 <= results["coverage_68_raw"] <= results["coverage_95_raw"] <= 1
     rows = np.load(tmp_path / task / "rows.npz")  # the per-row scores finetune.report pairs across runs
     row_key = "abs_error" if task in ("rt", "ccs") else metric
     assert rows[row_key].mean() == pytest.approx(results[metric]) and len(rows["keys"]) == len(rows[row_key])

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from megatron_nexa.eval.features import binned
-from megatron_nexa.eval.metrics import cosine_rows, regression, tanimoto_rows
+from megatron_nexa.eval.metrics import cosine_rows, regression, std_scale, tanimoto_rows
 from megatron_nexa.finetune.targets import RTScaler, morgan_fingerprints
 
 
@@ -20,6 +20,19 @@ def test_regression_calibration():
     assert good["coverage_68"] == pytest.approx(0.68, abs=0.02) and good["coverage_95"] == pytest.approx(0.95, abs=0.01)
     over = regression(np.zeros_like(target), np.full_like(target, 0.5), target)
     assert over["coverage_68"] < 0.3 and good["mae"] == pytest.approx(2.0 * np.sqrt(2 / np.pi), rel=0.03)
+
+
+def test_std_scale_repairs_overconfident_intervals():
+    rng = np.random.default_rng(1)
+    mean = rng.normal(0, 5, 20000)
+    target = mean + rng.normal(0, 2.0, 20000)
+    std = np.full_like(target, 0.5)  # four times too confident
+    scale = std_scale(mean[:10000], std[:10000], target[:10000])  # fitted on one half, judged on the other
+    assert scale == pytest.approx(4.0, rel=0.03)
+    fixed = regression(mean[10000:], std[10000:] * scale, target[10000:])
+    assert fixed["coverage_68"] == pytest.approx(0.68, abs=0.02) and fixed["coverage_95"] == pytest.approx(0.95, abs=0.01)
+    with pytest.raises(ValueError, match="validation row"):
+        std_scale(np.zeros(0), np.zeros(0), np.zeros(0))
 
 
 def test_morgan_fingerprints_and_rt_scaler():
