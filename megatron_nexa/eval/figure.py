@@ -22,7 +22,8 @@ def plot_evaluation(results: dict, out_path: str | Path) -> Path:
         r = features[n]
         axes[1].annotate(f"in 68%: {r['rt_coverage_68']:.2f}\nin 95%: {r['rt_coverage_95']:.2f}", (i, r["rt_mae"]),
                          ha="center", va="bottom", fontsize=8)
-    axes[1].set(title="RT MAE, s (lower is better); interval coverage after scaling on validation", ylim=(0, 1.25 * max(features[n]["rt_mae"] for n in names)))
+    axes[1].set(title="RT MAE, s (lower is better); coverage after val. scaling",
+                ylim=(0, 1.25 * max(features[n]["rt_mae"] for n in names)))
 
     def grouped(ax, rows: dict, title: str):
         ks = ("hit@1", "hit@5", "hit@20")

@@ -150,7 +150,8 @@ def _summary(runs: list[dict]) -> dict[str, float]:
     per_seed = {name: np.array([r[row].mean() for r in runs]) for name, row in (
         ("fingerprint_tanimoto", "fingerprint_tanimoto"), ("fingerprint_cosine", "fingerprint_cosine"),
         ("rt_mae", "rt_abs_error"), ("rt_coverage_68", "rt_in_68"), ("rt_coverage_95", "rt_in_95"),
-        ("rt_coverage_68_raw", "rt_in_68_raw"), ("rt_coverage_95_raw", "rt_in_95_raw"), ("rt_std_scale", "rt_std_scale"))}
+        ("rt_coverage_68_raw", "rt_in_68_raw"), ("rt_coverage_95_raw", "rt_in_95_raw"),
+        ("rt_std_scale", "rt_std_scale"))}
     out = {name: float(v.mean()) for name, v in per_seed.items()}
     return out | {f"{name}_sd": _sd(per_seed[name]) for name in ("fingerprint_tanimoto", "rt_mae")}
 
