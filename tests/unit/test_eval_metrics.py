@@ -30,7 +30,8 @@ def test_std_scale_repairs_overconfident_intervals():
     scale = std_scale(mean[:10000], std[:10000], target[:10000])  # fitted on one half, judged on the other
     assert scale == pytest.approx(4.0, rel=0.03)
     fixed = regression(mean[10000:], std[10000:] * scale, target[10000:])
-    assert fixed["coverage_68"] == pytest.approx(0.68, abs=0.02) and fixed["coverage_95"] == pytest.approx(0.95, abs=0.01)
+    assert fixed["coverage_68"] == pytest.approx(0.68, abs=0.02)
+    assert fixed["coverage_95"] == pytest.approx(0.95, abs=0.01)
     with pytest.raises(ValueError, match="validation row"):
         std_scale(np.zeros(0), np.zeros(0), np.zeros(0))
 
