@@ -188,7 +188,7 @@ class Finetuner:
             queries, first = first_hits(embedding_similarity(torch.cat(outs).numpy()), test.keys)
             return hit_rates(first), {"hit@1": (first < 1).astype(float), "keys": test.keys[queries]}
         mean, std = _gaussian(outs)
-        factor = self.std_scale()
+        factor = self.interval_scale()
         groups, unit = test.groups_raw, self.scaler.scale(test.groups_raw)
         pred = self.scaler.inverse(groups, mean)
         rows = regression_rows(pred, std * unit * factor, test.raw)
@@ -198,7 +198,7 @@ class Finetuner:
                                            "std_scale": factor, "calibration_rows": len(self.val.items),
                                            "baseline (training mean per group)": base}, rows | {"keys": test.keys}
 
-    def std_scale(self) -> float:
+    def interval_scale(self) -> float:
         """The factor on predicted standard deviations that fits the validation split (1.0 if it is too small)."""
         if len(self.val.items) < MIN_CALIBRATION_ROWS:
             return 1.0
