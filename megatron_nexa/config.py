@@ -37,6 +37,13 @@ class Recompute(str, enum.Enum):
     FULL = "full"  # every layer, uniform, one layer per checkpoint
 
 
+class PairInput(str, enum.Enum):
+    """How a retention-order pair reaches the encoder."""
+
+    JOINED = "joined"  # card §4.2: one row [CLS] [PREC] A [SEP] [PREC] B; the pair's [CLS] is scored
+    SEPARATE = "separate"  # A and B are ordinary rows; logit = r([CLS]_A) - r([CLS]_B) (RankNet)
+
+
 def _require(cond: bool, name: str, why: str) -> None:
     if not cond:
         raise ConfigError(f"{name}: {why}")
@@ -138,6 +145,7 @@ class DataConfig:
     pair_fraction: float = 0.25  # rows of a micro-batch that are [SEP]-joined retention-order pairs
     view_fraction: float = 0.0  # rows given to contrastive views (each such spectrum yields two rows)
     rt_margin: float = 3.0  # seconds: pairs need |RT_A - RT_B| > rt_margin (ties never pair)
+    pair_input: PairInput = PairInput.JOINED  # SEPARATE: each pair item yields two single rows
     num_workers: int = 2
     cache_dir: str | None = None  # per-split index arrays; default <version>/cache
     augment: AugmentConfig = field(default_factory=AugmentConfig)

@@ -32,6 +32,20 @@ def retention_order_terms(logit: torch.Tensor, label: torch.Tensor) -> dict[str,
     }
 
 
+def retention_order_logits(batch, retention_logit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels of every retention-order pair in the batch. A joined pair's logit is its [CLS]
+    score; a separate pair's is ``r(A) - r(B)``, each spectrum scored from its own [CLS] (RankNet), so the
+    head learns an elution score per spectrum."""
+    rows = torch.nonzero(batch.ro_group >= 0).flatten()
+    rows = rows[torch.argsort(batch.ro_group[rows], stable=True)]  # A, B of each pair, pairs in group order
+    a, b = rows[0::2], rows[1::2]
+    if len(a) != len(b) or not torch.equal(batch.ro_group[a], batch.ro_group[b]):
+        raise ValueError(f"retention order: ro_group must hold each value on exactly two rows, got "
+                         f"{batch.ro_group[rows].tolist()}")
+    logit = torch.cat([retention_logit[batch.is_pair], retention_logit[a] - retention_logit[b]])
+    return logit, torch.cat([batch.ro_label[batch.is_pair], batch.ro_label[a]])
+
+
 def info_nce(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> dict[str, torch.Tensor]:
     """Symmetric InfoNCE: row i of ``z_a`` and ``z_b`` are positives, every other row a negative."""
     logits = z_a.float() @ z_b.float().T / temperature
@@ -77,8 +91,10 @@ def pretraining_terms(batch, out, cfg: LossConfig) -> dict[str, torch.Tensor]:
     terms = masked_peak_terms(out.mz_logits, out.intensity_logits, batch.mz_target[masked],
                               batch.intensity_target[masked])
     unused = [out.retention_logit.sum(), out.contrastive.sum(), out.cls_mz_logits.sum()]
-    if cfg.retention_order > 0 and batch.is_pair.any():
-        terms.update(retention_order_terms(out.retention_logit[batch.is_pair], batch.ro_label[batch.is_pair]))
+    if cfg.retention_order > 0:
+        logit, label = retention_order_logits(batch, out.retention_logit)
+        if len(logit):
+            terms.update(retention_order_terms(logit, label))
     if cfg.cls_spectrum > 0:
         single = ~batch.is_pair & (batch.peak_weight.sum(-1) > 0)  # a pair's [CLS] is about the pair
         if single.any():

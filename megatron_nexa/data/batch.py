@@ -18,9 +18,10 @@ class Batch:
     is_pair: torch.Tensor  # [B] bool: a [SEP]-joined retention-order pair
     ro_label: torch.Tensor  # [B] float32: 1.0 if A elutes before B (meaningful where is_pair)
     view_group: torch.Tensor  # [B] int64: rows sharing a value >= 0 are two views of one spectrum
+    ro_group: torch.Tensor  # [B] int64: rows sharing a value >= 0 are spectra A then B of a separate pair
     sample_index: torch.Tensor  # [B] int64: stream index of the row (for tracing)
     source: torch.Tensor  # [B] int64: which blended source the spectra come from
-    spectra: torch.Tensor  # [B, 2] int64: index of spectrum A (and B for a pair, else -1) in that source
+    spectra: torch.Tensor  # [B, 2] int64: the row's spectrum (A of a joined pair) and its RO partner, else -1
 
     def to(self, device, non_blocking: bool = True) -> "Batch":
         return Batch(**{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)})
@@ -33,6 +34,6 @@ class Batch:
 
 
 def collate(items: list[list[dict]]) -> Batch:
-    """Items (each a list of rows: one, or two for contrastive views) → one Batch; one stack per field."""
+    """Items (each a list of rows: one, or two for contrastive views or a separate pair) → one Batch; one stack per field."""
     rows = [row for item in items for row in item]
     return Batch(**{f.name: torch.from_numpy(np.stack([r[f.name] for r in rows])) for f in fields(Batch)})

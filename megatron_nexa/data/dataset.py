@@ -7,7 +7,7 @@ sample is the same whichever rank, DataLoader worker or restart produces it, and
 import numpy as np
 from torch.utils.data import Dataset
 
-from megatron_nexa.config import RunConfig
+from megatron_nexa.config import PairInput, RunConfig
 from megatron_nexa.data.augment import augmented_view
 from megatron_nexa.data.blend import BlendIndex
 from megatron_nexa.data.masking import IGNORE, mask_row, mz_bins
@@ -31,7 +31,7 @@ class PretrainingDataset(Dataset):
         return np.asarray(mz), np.asarray(inten), float(self.sources[k].precursor_mz[j])
 
     def _finish(self, row: Row, rng, stream_index: int, source: int, spectra: tuple[int, int], is_pair=False,
-                label=0.0, group=-1, mask=True) -> dict:
+                label=0.0, group=-1, mask=True, ro_group=-1) -> dict:
         peaks = row.token_type == TokenType.PEAK  # the whole spectrum, before masking: the [CLS] target
         peak_bin = np.where(peaks, mz_bins(row.mz, self.cfg.model), IGNORE)
         peak_weight = np.where(peaks, np.sqrt(np.maximum(row.intensity, 0.0)), 0.0).astype(np.float32)
@@ -42,7 +42,8 @@ class PretrainingDataset(Dataset):
         return {"token_type": row.token_type, "mz": row.mz, "intensity": row.intensity, "segment": row.segment,
                 "mz_target": mz_t, "intensity_target": int_t, "peak_bin": peak_bin, "peak_weight": peak_weight,
                 "is_pair": np.bool_(is_pair),
-                "ro_label": np.float32(label), "view_group": np.int64(group), "sample_index": np.int64(stream_index),
+                "ro_label": np.float32(label), "view_group": np.int64(group),
+                "ro_group": np.int64(ro_group), "sample_index": np.int64(stream_index),
                 "source": np.int64(source), "spectra": np.array(spectra, np.int64)}
 
     def __getitem__(self, item: tuple[int, int]) -> list[dict]:
@@ -59,6 +60,9 @@ class PretrainingDataset(Dataset):
                 a, b, (ia, ib) = (spectrum, other, (j, partner)) if a_first else (other, spectrum, (partner, j))
                 rt = self.sources[k].rt
                 label = 1.0 if rt[ia] < rt[ib] else 0.0
+                if self.cfg.data.pair_input == PairInput.SEPARATE:  # A's row first, then B's
+                    return [self._finish(single_row(*s, max_peaks), rng, stream_index, k, ids, label=label,
+                                         ro_group=stream_index) for s, ids in ((a, (ia, ib)), (b, (ib, ia)))]
                 return [self._finish(pair_row(a, b, max_peaks), rng, stream_index, k, (ia, ib), True, label)]
             # no partner (no run/RT, or alone in its run): the row stays a single masked spectrum
         if kind == Kind.VIEWS:

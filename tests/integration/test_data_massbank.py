@@ -65,6 +65,26 @@ def test_pairs_follow_rt_order_within_one_run(massbank):
     assert 0.4 < np.mean(labels) < 0.6, "labels are balanced"
 
 
+def test_separate_pairs_are_two_masked_single_rows(massbank):
+    cfg = config(massbank, "data.pair_fraction=0.5", "data.pair_input=separate")
+    source = SpectraSource(massbank, "train")
+    labels = []
+    for b in batches(cfg, 10):
+        assert not b.is_pair.any() and not (b.token_type == TokenType.SEP).any()
+        groups = b.ro_group[b.ro_group >= 0]
+        assert all((b.ro_group == g).sum() == 2 for g in groups.unique())
+        for g in groups.unique().tolist():
+            a, bb = torch.nonzero(b.ro_group == g).flatten().tolist()
+            ia, ib = b.spectra[a].tolist()
+            assert b.spectra[bb].tolist() == [ib, ia], "row B holds the partner"
+            assert source.run[ia] == source.run[ib] >= 0 and abs(source.rt[ia] - source.rt[ib]) > 3.0
+            assert b.ro_label[a] == b.ro_label[bb] == float(source.rt[ia] < source.rt[ib])
+            assert (b.token_type[[a, bb]] == TokenType.MASK).any(1).all(), "pair rows are masked like any single"
+            labels.append(float(b.ro_label[a]))
+    assert len(labels) > 50
+    assert 0.35 < np.mean(labels) < 0.65, "labels are balanced"
+
+
 def test_views_are_two_unmasked_augmentations(massbank):
     cfg = config(massbank, "data.view_fraction=0.25", "data.pair_fraction=0.0")
     b = batches(cfg, 1)[0]
