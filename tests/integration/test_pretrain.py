@@ -117,8 +117,9 @@ DRIVER = textwrap.dedent("""
     elif mode == "overfit":
         batch = next(iter(__import__("megatron_nexa.data.loader", fromlist=["x"]).build_loader(
             trainer.train_set, trainer.cfg, 0, 1)))
-        losses = [trainer._micro_step(batch)["loss"] for _ in range(2 * 40)][1::2]  # accum 2: one update per 2
-        print(json.dumps({"losses": losses}))
+        steps = [trainer._micro_step(batch) for _ in range(2 * 40)][1::2]  # accum 2: one update per 2
+        print(json.dumps({"losses": [t["loss"] for t in steps], "ro": [t.get("retention_order") for t in steps],
+                          "ro_rows": int((batch.ro_group >= 0).sum()), "joined": int(batch.is_pair.sum())}))
     else:
         poison = {int(s) for s in mode.split(",")}
         original = trainer._micro_step
@@ -148,6 +149,14 @@ def test_loss_goes_down_on_a_fixed_batch(massbank, tmp_path):
     losses = drive(massbank, tmp_path / "fit", "overfit", "optim.warmup_steps=0", "optim.lr=3e-3",
                    "train.train_steps=1000")["losses"]
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_separate_pairs_train_retention_order_through_zero3(massbank, tmp_path):
+    result = drive(massbank, tmp_path / "ro", "overfit", "optim.warmup_steps=0", "optim.lr=3e-3",
+                   "train.train_steps=1000", "data.pair_input=separate", "data.pair_fraction=0.5")
+    assert result["ro_rows"] >= 2 and result["joined"] == 0, result
+    ro = result["ro"]
+    assert ro[0] == pytest.approx(0.693, abs=0.05) and ro[-1] < 0.5 * ro[0], ro
 
 
 def test_nan_steps_are_skipped_logged_and_lower_the_lr(massbank, tmp_path):
