@@ -43,8 +43,8 @@ def synthetic_batch(cfg, rows: int, seed: int = 0) -> Batch:
     peak_weight = np.where(peak, np.sqrt(inten), 0).astype(np.float32)
     t = torch.from_numpy
     return Batch(t(tt), t(mz), t(inten), torch.zeros(rows, length, dtype=torch.int64), t(mz_t), t(int_t),
-                 t(peak_bin), t(peak_weight),
-                 torch.zeros(rows, dtype=torch.bool), torch.zeros(rows), torch.full((rows,), -1), torch.full((rows,), -1),
+                 t(peak_bin), t(peak_weight), torch.zeros(rows, dtype=torch.bool), torch.zeros(rows),
+                 torch.full((rows,), -1), torch.full((rows,), -1),
                  torch.arange(rows), torch.zeros(rows, dtype=torch.int64), torch.zeros(rows, 2, dtype=torch.int64))
 
 

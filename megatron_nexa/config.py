@@ -142,7 +142,7 @@ class DataConfig:
     sources: list[DataSource] = field(default_factory=list)
     train_split: str = "train"
     valid_split: str = "val"
-    pair_fraction: float = 0.25  # rows of a micro-batch that are [SEP]-joined retention-order pairs
+    pair_fraction: float = 0.25  # items of a micro-batch that are retention-order pairs (see pair_input)
     view_fraction: float = 0.0  # rows given to contrastive views (each such spectrum yields two rows)
     rt_margin: float = 3.0  # seconds: pairs need |RT_A - RT_B| > rt_margin (ties never pair)
     pair_input: PairInput = PairInput.JOINED  # SEPARATE: each pair item yields two single rows

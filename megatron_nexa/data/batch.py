@@ -16,7 +16,7 @@ class Batch:
     peak_bin: torch.Tensor  # [B, L] int64: m/z bin of every peak, masked or not; IGNORE elsewhere
     peak_weight: torch.Tensor  # [B, L] float32: sqrt(relative intensity) of every peak, masked or not
     is_pair: torch.Tensor  # [B] bool: a [SEP]-joined retention-order pair
-    ro_label: torch.Tensor  # [B] float32: 1.0 if A elutes before B (meaningful where is_pair)
+    ro_label: torch.Tensor  # [B] float32: 1.0 if A elutes before B (where is_pair or ro_group >= 0)
     view_group: torch.Tensor  # [B] int64: rows sharing a value >= 0 are two views of one spectrum
     ro_group: torch.Tensor  # [B] int64: rows sharing a value >= 0 are spectra A then B of a separate pair
     sample_index: torch.Tensor  # [B] int64: stream index of the row (for tracing)
@@ -34,6 +34,6 @@ class Batch:
 
 
 def collate(items: list[list[dict]]) -> Batch:
-    """Items (each a list of rows: one, or two for contrastive views or a separate pair) → one Batch; one stack per field."""
+    """Items (each a list of rows: one, or two for contrastive views or a separate pair) → one Batch."""
     rows = [row for item in items for row in item]
     return Batch(**{f.name: torch.from_numpy(np.stack([r[f.name] for r in rows])) for f in fields(Batch)})
