@@ -86,11 +86,10 @@ def main() -> None:
     args = ap.parse_args()
     from transformers import AutoModelForPreTraining
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     sources = {s: SpectraSource(args.data, s) for s in args.splits}
     pairs = {s: heldout_pairs(src, args.max_pairs, args.margin, seed=0) for s, src in sources.items()}
     results = {}
-    print(f"| model | split | pairs | joined acc [95 %] | separate acc [95 %] |\n|---|---|---|---|---|")
+    print("| model | split | pairs | joined acc [95 %] | separate acc [95 %] |\n|---|---|---|---|---|")
     for spec in args.models:
         name, _, path = spec.partition("=")
         if not path:
