@@ -32,16 +32,22 @@ def retention_order_terms(logit: torch.Tensor, label: torch.Tensor) -> dict[str,
     }
 
 
+def grouped_pairs(group: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row indices (first, second) of the rows sharing each value >= 0 of ``group``, in row order within a
+    group (contrastive views; A then B of a separate retention-order pair)."""
+    rows = torch.nonzero(group >= 0).flatten()
+    rows = rows[torch.argsort(group[rows], stable=True)]
+    first, second = rows[0::2], rows[1::2]
+    if len(first) != len(second) or not torch.equal(group[first], group[second]):
+        raise ValueError(f"{name} must hold each value on exactly two rows, got {group[rows].tolist()}")
+    return first, second
+
+
 def retention_order_logits(batch, retention_logit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and labels of every retention-order pair in the batch. A joined pair's logit is its [CLS]
     score; a separate pair's is ``r(A) - r(B)``, each spectrum scored from its own [CLS] (RankNet), so the
     head learns an elution score per spectrum."""
-    rows = torch.nonzero(batch.ro_group >= 0).flatten()
-    rows = rows[torch.argsort(batch.ro_group[rows], stable=True)]  # A, B of each pair, pairs in group order
-    a, b = rows[0::2], rows[1::2]
-    if len(a) != len(b) or not torch.equal(batch.ro_group[a], batch.ro_group[b]):
-        raise ValueError(f"retention order: ro_group must hold each value on exactly two rows, got "
-                         f"{batch.ro_group[rows].tolist()}")
+    a, b = grouped_pairs(batch.ro_group, "retention order: ro_group")
     logit = torch.cat([retention_logit[batch.is_pair], retention_logit[a] - retention_logit[b]])
     return logit, torch.cat([batch.ro_label[batch.is_pair], batch.ro_label[a]])
 
@@ -100,10 +106,9 @@ def pretraining_terms(batch, out, cfg: LossConfig) -> dict[str, torch.Tensor]:
         if single.any():
             terms.update(cls_spectrum_terms(out.cls_mz_logits[single], batch.peak_bin[single],
                                             batch.peak_weight[single]))
-    views = torch.nonzero(batch.view_group >= 0).flatten()
-    if cfg.contrastive > 0 and len(views) >= 4:
-        order = views[torch.argsort(batch.view_group[views], stable=True)]
-        z = out.contrastive[order]
-        terms.update(info_nce(z[0::2], z[1::2], cfg.contrastive_temperature))
+    if cfg.contrastive > 0:
+        first, second = grouped_pairs(batch.view_group, "contrastive: view_group")
+        if len(first) >= 2:
+            terms.update(info_nce(out.contrastive[first], out.contrastive[second], cfg.contrastive_temperature))
     terms["loss"] = weighted_total(terms, cfg) + 0.0 * torch.stack(unused).sum()
     return terms
