@@ -21,7 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from megatron_nexa.data.pairs import draw_partner  # noqa: E402
 from megatron_nexa.data.source import SpectraSource  # noqa: E402
-from megatron_nexa.data.tokenize import pair_row, single_row  # noqa: E402
+from megatron_nexa.data.tokenize import pair_row, single_row, stack_rows  # noqa: E402
+from megatron_nexa.eval.features import spectra  # noqa: E402
 
 
 def heldout_pairs(source: SpectraSource, max_pairs: int, margin: float, seed: int) -> list[tuple[int, int, float]]:
@@ -46,10 +47,7 @@ def scores(model, rows: list, batch_size: int = 64) -> np.ndarray:
     """Retention-head output on the [CLS] of each row."""
     out = []
     for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        t = [torch.from_numpy(np.stack([getattr(r, f) for r in chunk])) for f in ("token_type", "mz", "intensity",
-                                                                                  "segment")]
-        out.append(model(*t).retention_logit.float().numpy())
+        out.append(model(*stack_rows(rows[start:start + batch_size])).retention_logit.float().numpy())
     return np.concatenate(out)
 
 
@@ -62,15 +60,11 @@ def accuracy(logit: np.ndarray, label: np.ndarray) -> dict:
 
 def evaluate(model, source: SpectraSource, pairs: list) -> dict:
     max_peaks = model.config.max_peaks
-
-    def spectrum(i):
-        mz, inten = source.peaks(i)
-        return np.asarray(mz), np.asarray(inten), float(source.precursor_mz[i])
-
-    label = np.array([p[2] for p in pairs])
-    joined = scores(model, [pair_row(spectrum(a), spectrum(b), max_peaks) for a, b, _ in pairs])
     ids = sorted({i for a, b, _ in pairs for i in (a, b)})
-    r = dict(zip(ids, scores(model, [single_row(*spectrum(i), max_peaks) for i in ids])))
+    spectrum = dict(zip(ids, spectra(source, np.array(ids))))
+    label = np.array([p[2] for p in pairs])
+    joined = scores(model, [pair_row(spectrum[a], spectrum[b], max_peaks) for a, b, _ in pairs])
+    r = dict(zip(ids, scores(model, [single_row(*spectrum[i], max_peaks) for i in ids])))
     separate = np.array([r[a] - r[b] for a, b, _ in pairs])
     return {"joined": accuracy(joined, label), "separate": accuracy(separate, label)}
 

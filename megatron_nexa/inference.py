@@ -20,7 +20,7 @@ import torch
 from megatron_nexa.data.filters import PreprocessSettings, filter_chunk
 from megatron_nexa.data.readers import Unit, detect_format, read_unit
 from megatron_nexa.data.spectrum import SpectraChunk, pad_peak_lists
-from megatron_nexa.data.tokenize import single_row
+from megatron_nexa.data.tokenize import single_row, stack_rows
 from megatron_nexa.tokens import TokenType
 
 
@@ -132,8 +132,7 @@ def _embed(spectra, model, poolings, batch_size, device, per_peak, progress) -> 
         for start in range(0, len(k), batch_size):
             rows = [single_row(k.mz[i, :k.count[i]], k.intensity[i, :k.count[i]], float(k.precursor_mz[i]), cfg.max_peaks)
                     for i in range(start, min(start + batch_size, len(k)))]
-            tensors = [torch.from_numpy(np.stack([getattr(r, f) for r in rows])).to(device)
-                       for f in ("token_type", "mz", "intensity", "segment")]
+            tensors = [t.to(device) for t in stack_rows(rows)]
             result = encoder(*tensors)
             hidden = result.last_hidden_state if hasattr(result, "last_hidden_state") else result
             dest = kept_rows[start:start + len(rows)]

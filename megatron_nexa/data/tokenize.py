@@ -6,6 +6,7 @@ of each spectrum (the most intense, back in m/z order) so it fits the same lengt
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from megatron_nexa.tokens import TokenType
 
@@ -63,3 +64,9 @@ def pair_row(a: tuple, b: tuple, max_peaks: int) -> Row:
     row.mz[sep + 1], row.mz[sep + 2:sep + 2 + nb], row.intensity[sep + 2:sep + 2 + nb] = b[2], bmz, bint
     row.segment[sep + 1:sep + 2 + nb] = 1
     return row
+
+
+def stack_rows(rows: list[Row]) -> tuple[torch.Tensor, ...]:
+    """Rows → the encoder's inputs ``(token_type, mz, intensity, segment)``, each ``[len(rows), L]``."""
+    return tuple(torch.from_numpy(np.stack([getattr(r, f) for r in rows]))
+                 for f in ("token_type", "mz", "intensity", "segment"))

@@ -12,7 +12,7 @@ import torch
 
 from megatron_nexa.config import FinetuneConfig, Task
 from megatron_nexa.data.source import SpectraSource
-from megatron_nexa.data.tokenize import single_row
+from megatron_nexa.data.tokenize import single_row, stack_rows
 from megatron_nexa.eval.features import spectra, subset
 from megatron_nexa.finetune.targets import RTScaler, morgan_fingerprints, synthetic_ccs
 
@@ -63,9 +63,7 @@ def load_split(cfg: FinetuneConfig, split: str, scaler: RTScaler | None = None) 
 
 
 def batch_tensors(items: list, max_peaks: int) -> tuple[torch.Tensor, ...]:
-    rows = [single_row(mz, inten, prec, max_peaks) for mz, inten, prec in items]
-    return tuple(torch.from_numpy(np.stack([getattr(r, f) for r in rows]))
-                 for f in ("token_type", "mz", "intensity", "segment"))
+    return stack_rows([single_row(mz, inten, prec, max_peaks) for mz, inten, prec in items])
 
 
 def contrastive_batches(keys: np.ndarray, pairs: int, rng: np.random.Generator):
