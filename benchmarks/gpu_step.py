@@ -1,7 +1,7 @@
 """Full training steps at the 3B/7B widths on one GPU: the project's DeepSpeed engine against plain AMP.
 
     python benchmarks/gpu_step.py --model nexa_3b --layers 4 [--micro-batch 32] [--variants amp zero3 ...]
-                                  [--json out.json] [--profile zero3 --profile-out prof.txt]
+                                  [--json out.json] [--profile zero3 amp --profile-out prof.txt]
 
 Every variant builds the model at the config's width with ``--layers`` layers and times full optimiser
 steps (forward, losses, backward, clipping, update) on synthetic spectra of full length, after warm-up:
@@ -54,6 +54,7 @@ class Variant:
     recompute: Recompute = Recompute.NONE
     attention: AttentionBackend = AttentionBackend.SDPA
     batch_factor: int = 1  # micro-batch = --micro-batch x this
+    accumulation: int = 1  # engine only: micro-batches per optimiser step (one timed call = one micro-batch)
     ds_sections: dict = field(default_factory=dict)  # top-level DeepSpeed config sections added (e.g. compile)
     compile: bool = False  # torch.compile the plain model, or engine.compile() (DeepCompile with ds_sections)
     heads: bool = True  # False (plain only): encoder alone, loss = mean square of its output, no heads
@@ -63,6 +64,7 @@ class Variant:
 VARIANTS = {
     "amp": Variant(engine=False, note="baseline: plain PyTorch, fp32 master weights, bf16 autocast, fused AdamW"),
     "amp_mb2x": Variant(engine=False, batch_factor=2, note="baseline at twice the micro-batch"),
+    "amp_mb4x": Variant(engine=False, batch_factor=4, note="baseline at four times the micro-batch"),
     "zero3": Variant(note="ds_configs/zero3.json as shipped (each layer and the masked-peak head as leaf modules), "
                           "no recompute"),
     "zero3_halves": Variant(zero_overrides={"leaf_module": {"classes": [
@@ -75,6 +77,10 @@ VARIANTS = {
     "zero3_persist": Variant(zero_overrides={"stage3_param_persistence_threshold": 10**9},
                              note="every parameter persistent: ZeRO-3 without gather/release"),
     "zero3_mb2x": Variant(batch_factor=2, note="twice the micro-batch"),
+    "zero3_mb4x_persist": Variant(batch_factor=4, zero_overrides={"stage3_param_persistence_threshold": 10**9},
+                                  note="four times the micro-batch, every parameter persistent"),
+    "zero3_mb4x": Variant(batch_factor=4, note="four times the micro-batch"),
+    "zero3_gas4": Variant(accumulation=4, note="4 micro-batches per optimiser step (gradient accumulation)"),
     "zero3_noleaf": Variant(zero_overrides={"leaf_module": {"classes": []}},
                             note="no leaf modules: ZeRO-3 hooks every submodule (zero3.json before 2026-11-26)"),
     "amp_compile": Variant(engine=False, compile=True, note="baseline under torch.compile"),
@@ -207,7 +213,7 @@ def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: 
     mb = args.micro_batch * variant.batch_factor
     overrides = [f"model.num_layers={args.layers}", f"model.recompute={variant.recompute.value}",
                  f"model.attention_backend={variant.attention.value}",
-                 f"train.micro_batch_size={mb}", f"train.global_batch_size={mb}"]
+                 f"train.micro_batch_size={mb}", f"train.global_batch_size={mb * variant.accumulation}"]
     cfg = load_config(REPO / f"configs/model/{args.model}.yaml", overrides)
     seq = cfg.model.max_peaks + 2
     batch = synthetic_batch(cfg, mb).to(DEVICE)
@@ -227,7 +233,7 @@ def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: 
         seconds = time_steps(step, args.warmup, args.steps)
         peak = (torch.cuda.max_memory_allocated() - before) / GiB if CUDA else None
         phases = phase_times([("forward", lambda _: fwd(batch)), ("backward", bwd), ("update", upd)])
-        if profile_out is not None:
+        if profile_out is not None:  # appended: one file for every profiled variant (8 files come back)
             from torch.profiler import ProfilerActivity, profile
 
             with profile(activities=[ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * CUDA) as prof:
@@ -236,8 +242,9 @@ def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: 
                 sync()
             table = prof.key_averages()
             by_device = table.table(sort_by="self_cuda_time_total" if CUDA else "self_cpu_time_total", row_limit=40)
-            profile_out.write_text(f"# {args.model} x{args.layers} layers, variant {name}, 3 steps\n\n{by_device}\n\n"
-                                   + table.table(sort_by="cpu_time_total", row_limit=40) + "\n")
+            with profile_out.open("a") as f:
+                f.write(f"# {args.model} x{args.layers} layers, variant {name}, 3 steps\n\n{by_device}\n\n"
+                        + table.table(sort_by="cpu_time_total", row_limit=40) + "\n\n")
         close()
         del model, fwd, bwd, upd, close
     leftover = release_memory() - before
@@ -291,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--datasheet-tflops", type=float, default=Cluster().peak_tflops)
     p.add_argument("--json", help="write the results here")
-    p.add_argument("--profile", choices=sorted(VARIANTS), help="profile 3 steps of this variant")
+    p.add_argument("--profile", nargs="*", default=[], choices=sorted(VARIANTS),
+                   help="profile 3 steps of these variants (tables appended to --profile-out)")
     p.add_argument("--profile-out", default="gpu_step_profile.txt")
     p.add_argument("--matmul-size", type=int, default=8192, help="n of the n³ ceiling product")
     args = p.parse_args(argv)
@@ -303,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.variants:
         try:
-            profile_out = Path(args.profile_out) if name == args.profile else None
+            profile_out = Path(args.profile_out) if name in args.profile else None
             rows.append(run_variant(name, VARIANTS[name], args, ceiling, profile_out))
         except Exception as e:  # one failing variant (e.g. out of memory) must not hide the others
             rows.append({"variant": name, "error": f"{type(e).__name__}: {str(e)[:300]}"})
