@@ -10,6 +10,8 @@
 # 4. if data_out/massbank_v2 is there (make demo's preprocessing): `deepspeed pretrain_nexa.py` on it,
 #    then the same command again with more steps, which must resume from the checkpoint.
 # Each stage has its own time limit; logs and JSON go to OUT_DIR; the tables are printed last.
+# STAGES picks stages (default: pytest step_3b step_7b pretrain resume); VARIANTS_3B / VARIANTS_7B and
+# PROFILE_3B override gpu_step's variant lists.
 set -u
 OUT=$(realpath -m "${1:-gpu_out}")
 mkdir -p "$OUT"
@@ -17,8 +19,15 @@ SITE=${SITE:-/tmp/nexa_site}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
   || { echo "gpu_check: wheel install failed (run benchmarks/gpu_wheels.sh on a networked machine)"; exit 1; }
 export PYTHONPATH="$SITE:$PWD" PYTHONUNBUFFERED=1 DS_ACCELERATOR=cuda PYTHONWARNINGS=ignore
+# DeepSpeed's op builder cannot parse an arch such as '9.0a' in TORCH_CUDA_ARCH_LIST (DeepCompile's 'dc' op
+# failed with "invalid literal for int(): '0a'" on 2026-11-27): build for the card at hand instead.
+ARCH_WAS=${TORCH_CUDA_ARCH_LIST-unset}
+TORCH_CUDA_ARCH_LIST=$(python3 -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())") || exit 1
+export TORCH_CUDA_ARCH_LIST
+want() { [[ " ${STAGES:-pytest step_3b step_7b pretrain resume} " == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv \
   > "$OUT/summary.txt" 2>&1
+echo "TORCH_CUDA_ARCH_LIST: was '$ARCH_WAS', set to '$TORCH_CUDA_ARCH_LIST'" >> "$OUT/summary.txt"
 
 stage() {  # stage NAME LOG SECONDS CMD...: run with a time limit, append to OUT/LOG.log (8 files come back)
   local name=$1 log=$2 limit=$3; shift 3
@@ -33,22 +42,20 @@ stage() {  # stage NAME LOG SECONDS CMD...: run with a time limit, append to OUT
 # variant); zero3_deepcompile last: DeepSpeed builds its 'dc' extension with nvcc on first use.
 V3=${VARIANTS_3B:-zero3 zero3_halves amp amp_encoder zero3_mb4x amp_mb4x zero3_gas4 zero3_persist zero3_mb4x_persist zero3_mb2x amp_compile zero3_deepcompile}
 V7=${VARIANTS_7B:-zero3 zero3_halves amp zero3_mb4x amp_mb4x zero3_persist zero3_mb4x_persist}
-if [ -z "${PRETRAIN_ONLY:-}" ]; then  # PRETRAIN_ONLY=1: stage 4 alone
-  stage pytest pytest 80 python3 -m pytest -q -s -p no:cacheprovider tests/gpu
-  stage step_3b step_3b 220 python3 benchmarks/gpu_step.py --model nexa_3b --layers 4 \
-    --json "$OUT/gpu_step_3b.json" --profile zero3 amp --profile-out "$OUT/profile_3b.txt" --variants $V3
-  stage step_7b step_7b 110 python3 benchmarks/gpu_step.py --model nexa_7b --layers 4 \
-    --json "$OUT/gpu_step_7b.json" --variants $V7
-fi
+want pytest && stage pytest pytest 80 python3 -m pytest -q -s -p no:cacheprovider tests/gpu
+want step_3b && stage step_3b step_3b 220 python3 benchmarks/gpu_step.py --model nexa_3b --layers 4 \
+  --json "$OUT/gpu_step_3b.json" --profile ${PROFILE_3B:-zero3 amp} --profile-out "$OUT/profile_3b.txt" --variants $V3
+want step_7b && stage step_7b step_7b 110 python3 benchmarks/gpu_step.py --model nexa_7b --layers 4 \
+  --json "$OUT/gpu_step_7b.json" --variants $V7
 
-if [ -f data_out/massbank_v2/manifest.json ]; then
+if want pretrain && [ -f data_out/massbank_v2/manifest.json ]; then
   RUN=/tmp/nexa_gpu_run; rm -rf "$RUN"
   PRETRAIN=(python3 "$SITE/bin/deepspeed" --num_gpus 1 --master_port 29511 pretrain_nexa.py
     --ds_config ds_configs/zero3.json --config configs/demo.yaml --train.run_dir="$RUN"
     --train.micro_batch_size=64 --train.global_batch_size=64 --train.wandb_mode=disabled
     --train.eval_interval=100 --train.save_interval=100 --train.log_interval=25)
   stage pretrain pretrain 80 "${PRETRAIN[@]}" --train.train_steps=200
-  [ -n "${SKIP_RESUME:-}" ] || stage pretrain_resume pretrain 60 "${PRETRAIN[@]}" --train.train_steps=250
+  want resume && stage pretrain_resume pretrain 60 "${PRETRAIN[@]}" --train.train_steps=250
 fi
 
 echo; [ -f "$OUT/pytest.log" ] && echo "=== pytest" && grep -E "passed|failed|error|skipped|relative error|^FAILED|^SKIPPED" "$OUT/pytest.log" | tail -15

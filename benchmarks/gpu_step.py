@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,7 @@ VARIANTS = {
     "amp": Variant(engine=False, note="baseline: plain PyTorch, fp32 master weights, bf16 autocast, fused AdamW"),
     "amp_mb2x": Variant(engine=False, batch_factor=2, note="baseline at twice the micro-batch"),
     "amp_mb4x": Variant(engine=False, batch_factor=4, note="baseline at four times the micro-batch"),
+    "amp_mb8x": Variant(engine=False, batch_factor=8, note="baseline at eight times the micro-batch"),
     "zero3": Variant(note="ds_configs/zero3.json as shipped (each layer and the masked-peak head as leaf modules), "
                           "no recompute"),
     "zero3_halves": Variant(zero_overrides={"leaf_module": {"classes": [
@@ -77,6 +79,9 @@ VARIANTS = {
     "zero3_persist": Variant(zero_overrides={"stage3_param_persistence_threshold": 10**9},
                              note="every parameter persistent: ZeRO-3 without gather/release"),
     "zero3_mb2x": Variant(batch_factor=2, note="twice the micro-batch"),
+    "zero3_mb8x": Variant(batch_factor=8, note="eight times the micro-batch"),
+    "zero3_mb8x_persist": Variant(batch_factor=8, zero_overrides={"stage3_param_persistence_threshold": 10**9},
+                                  note="eight times the micro-batch, every parameter persistent"),
     "zero3_mb4x_persist": Variant(batch_factor=4, zero_overrides={"stage3_param_persistence_threshold": 10**9},
                                   note="four times the micro-batch, every parameter persistent"),
     "zero3_mb4x": Variant(batch_factor=4, note="four times the micro-batch"),
@@ -314,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             profile_out = Path(args.profile_out) if name in args.profile else None
             rows.append(run_variant(name, VARIANTS[name], args, ceiling, profile_out))
         except Exception as e:  # one failing variant (e.g. out of memory) must not hide the others
+            traceback.print_exc()
             rows.append({"variant": name, "error": f"{type(e).__name__}: {str(e)[:300]}"})
             release_memory()
         print(json.dumps(rows[-1]), flush=True)
