@@ -19,8 +19,10 @@ variant; for engine variants it is printed beside nexa-plan's prediction for one
 """
 import argparse
 import gc
+import gzip
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -241,15 +243,29 @@ def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: 
         if profile_out is not None:  # appended: one file for every profiled variant (8 files come back)
             from torch.profiler import ProfilerActivity, profile
 
-            with profile(activities=[ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * CUDA) as prof:
+            stack = args.profile_stack > 0
+            with profile(activities=[ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * CUDA,
+                         with_stack=stack, record_shapes=stack) as prof:
                 for _ in range(3):
                     step()
                 sync()
+            device_time = "self_cuda_time_total" if CUDA else "self_cpu_time_total"
             table = prof.key_averages()
-            by_device = table.table(sort_by="self_cuda_time_total" if CUDA else "self_cpu_time_total", row_limit=40)
+            by_device = table.table(sort_by=device_time, row_limit=40)
             with profile_out.open("a") as f:
                 f.write(f"# {args.model} x{args.layers} layers, variant {name}, 3 steps\n\n{by_device}\n\n"
                         + table.table(sort_by="cpu_time_total", row_limit=40) + "\n\n")
+                if stack:  # where the device time is spent: by calling Python lines, then by input shapes
+                    f.write(prof.key_averages(group_by_stack_n=args.profile_stack).table(
+                        sort_by=device_time, row_limit=30, max_src_column_width=120) + "\n\n")
+                    f.write(prof.key_averages(group_by_input_shape=True).table(
+                        sort_by=device_time, row_limit=30, max_shapes_column_width=120) + "\n\n")
+            if stack:  # the whole timeline, kernels linked to the Python lines that launched them
+                trace = profile_out.with_name(f"{profile_out.stem}_{name}.trace.json")
+                prof.export_chrome_trace(str(trace))
+                with trace.open("rb") as src, gzip.open(f"{trace}.gz", "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                trace.unlink()
         close()
         del model, fwd, bwd, upd, close
     leftover = release_memory() - before
@@ -306,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", nargs="*", default=[], choices=sorted(VARIANTS),
                    help="profile 3 steps of these variants (tables appended to --profile-out)")
     p.add_argument("--profile-out", default="gpu_step_profile.txt")
+    p.add_argument("--profile-stack", type=int, default=0,
+                   help="N > 0: also group the profile by the N innermost Python frames and by input shapes")
     p.add_argument("--matmul-size", type=int, default=8192, help="n of the n³ ceiling product")
     args = p.parse_args(argv)
     if not CUDA:
