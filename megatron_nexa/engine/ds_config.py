@@ -61,6 +61,10 @@ def fill_batch_settings(ds: dict, wanted: dict[str, tuple[float, str]], dp_size:
                               f"from the run config (optim.* for pretraining, the fine-tuning config for nexa-finetune)")
     ds.setdefault("steps_per_print", 10**9)  # we log ourselves
     ds.setdefault("wall_clock_breakdown", False)
+    # DeepSpeed's throughput timer is on and device-synchronising by default: a full device sync at every
+    # forward start and every step end (seen in an H100 trace, benchmarks/RESULTS.md §8), which starves the
+    # GPU while the host refills the queue. The trainer times steps itself.
+    ds.setdefault("timers", {"throughput": {"enabled": False}})
     return ds
 
 

@@ -27,7 +27,8 @@ from megatron_nexa.losses import pretraining_terms
 terms = pretraining_terms(batch, built.engine(*batch.model_inputs()), built.cfg.loss)
 assert {"retention_order", "contrastive", "cls_spectrum"} <= set(terms), terms
 losses = [engine_step(built, batch).item() for _ in range(5)]
-print(json.dumps({"losses": losses, "leaves": [type(m).__name__ for m in get_z3_leaf_modules(built.engine.module)]}))
+print(json.dumps({"losses": losses, "leaves": [type(m).__name__ for m in get_z3_leaf_modules(built.engine.module)],
+                  "device_synchronising_timer": built.engine.tput_timer.config.enabled}))
 """
 HALVES = ["megatron.core.transformer.attention.SelfAttention", "megatron.core.transformer.mlp.MLP",
           "megatron_nexa.model.heads.MaskedPeakHead"]
@@ -62,4 +63,5 @@ def test_leaf_modules_give_the_same_losses(tmp_path, recompute):
                                                                  "ContrastiveHead"]  # tiny: 2 layers
     assert halves["leaves"] == ["SelfAttention", "MLP"] * 2 + ["MaskedPeakHead"] and none["leaves"] == []
     assert shipped["losses"] == halves["losses"] == none["losses"]
+    assert not shipped["device_synchronising_timer"]  # DeepSpeed's default syncs the device twice a step
     assert shipped["losses"][-1] < shipped["losses"][0]

@@ -22,6 +22,15 @@ def test_auto_values_are_filled_from_the_yaml():
     assert ds["gradient_accumulation_steps"] == 2
 
 
+def test_throughput_timer_is_off_unless_asked_for():
+    """DeepSpeed's default throughput timer synchronises the device at every forward and step."""
+    ds, _ = reconcile(load_ds_config(REPO / "ds_configs/zero3.json"), cfg(), dp_size=2)
+    assert ds["timers"] == {"throughput": {"enabled": False}}
+    mine = {"throughput": {"enabled": True, "synchronized": False}}
+    ds, _ = reconcile({**load_ds_config(REPO / "ds_configs/zero3.json"), "timers": mine}, cfg(), dp_size=2)
+    assert ds["timers"] == mine
+
+
 @pytest.mark.parametrize("ds, dp, message", [
     ({"train_micro_batch_size_per_gpu": 8}, 1, "train_micro_batch_size_per_gpu=8 disagrees with train.micro_batch_size=4"),
     ({"train_batch_size": 16}, 2, "train_batch_size=16 disagrees with train.global_batch_size=8"),
