@@ -16,7 +16,7 @@ def test_gpu_step_runs_every_kind_of_variant_on_cpu(tmp_path):
                           "--micro-batch", "4", "--variants", "amp", "amp_encoder", "zero3", "zero3_halves", "zero3_noleaf",
                           "zero3_full", "zero1", "zero3_gas4",
                           "--steps", "2", "--warmup", "1", "--matmul-size", "128", "--json", str(out),
-                          "--profile", "zero3", "amp", "--profile-out", str(tmp_path / "p.txt")],
+                          "--profile", "zero3", "amp", "--profile-stack", "4", "--profile-out", str(tmp_path / "p.txt")],
                          cwd=REPO, env={**env, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"},
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -26,3 +26,8 @@ def test_gpu_step_runs_every_kind_of_variant_on_cpu(tmp_path):
     assert all("error" not in r and r["step_ms"] > 0 and r["tflops"] > 0 for r in rows), rows
     assert "x amp" in run.stdout and (tmp_path / "p.txt").read_text().count("variant zero3,") == 1
     assert (tmp_path / "p.txt").read_text().count("variant amp,") == 1
+    trace = tmp_path / "p_zero3.trace.json.gz"
+    assert "Input Shapes" in (tmp_path / "p.txt").read_text() and trace.exists()
+    read = subprocess.run([sys.executable, "benchmarks/trace_syncs.py", str(trace)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert read.returncode == 0 and "no device events" in read.stdout, read.stderr[-2000:]
