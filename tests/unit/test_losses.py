@@ -17,6 +17,9 @@ def test_masked_peak_terms_and_ignore():
     assert terms["masked_mz_acc"] == 1.0
     assert terms["masked_mz"] < 1e-3
     assert terms["masked_intensity"] == pytest.approx(math.log(4), rel=1e-5)
+    assert terms["masked_intensity_acc"] == 0.0  # rows 2, 3 predict bin 0, not 1 or 2
+    half = masked_peak_terms(logits, logits[:, :4], torch.tensor([3, 4, IGNORE, IGNORE]), torch.full((4,), IGNORE))
+    assert half["masked_mz_acc"] == 0.5 and half["masked_intensity_acc"] == 0.0  # all ignored: 0, not NaN
 
 
 def test_retention_order_and_info_nce():
