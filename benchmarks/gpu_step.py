@@ -64,6 +64,8 @@ class Variant:
     note: str = ""
 
 
+PERSIST = {"stage3_param_persistence_threshold": 10**9}  # every parameter persistent: no gather/release
+
 VARIANTS = {
     "amp": Variant(engine=False, note="baseline: plain PyTorch, fp32 master weights, bf16 autocast, fused AdamW"),
     "amp_mb2x": Variant(engine=False, batch_factor=2, note="baseline at twice the micro-batch"),
@@ -78,13 +80,13 @@ VARIANTS = {
     "zero3_full": Variant(recompute=Recompute.FULL, note="full recompute (the 3B/7B configs' default)"),
     "zero3_selective": Variant(recompute=Recompute.SELECTIVE, note="selective recompute (core attention)"),
     "zero3_local": Variant(attention=AttentionBackend.LOCAL, note="megatron's unfused DotProductAttention"),
-    "zero3_persist": Variant(zero_overrides={"stage3_param_persistence_threshold": 10**9},
+    "zero3_persist": Variant(zero_overrides=PERSIST,
                              note="every parameter persistent: ZeRO-3 without gather/release"),
     "zero3_mb2x": Variant(batch_factor=2, note="twice the micro-batch"),
     "zero3_mb8x": Variant(batch_factor=8, note="eight times the micro-batch"),
-    "zero3_mb8x_persist": Variant(batch_factor=8, zero_overrides={"stage3_param_persistence_threshold": 10**9},
+    "zero3_mb8x_persist": Variant(batch_factor=8, zero_overrides=PERSIST,
                                   note="eight times the micro-batch, every parameter persistent"),
-    "zero3_mb4x_persist": Variant(batch_factor=4, zero_overrides={"stage3_param_persistence_threshold": 10**9},
+    "zero3_mb4x_persist": Variant(batch_factor=4, zero_overrides=PERSIST,
                                   note="four times the micro-batch, every parameter persistent"),
     "zero3_mb4x": Variant(batch_factor=4, note="four times the micro-batch"),
     "zero3_gas4": Variant(accumulation=4, note="4 micro-batches per optimiser step (gradient accumulation)"),

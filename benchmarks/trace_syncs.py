@@ -41,10 +41,14 @@ def is_wait(e: dict) -> bool:
         e["name"] in WAITS or (e["name"] == "cudaMemcpyAsync" and e["dur"] > BLOCKING_COPY_US))
 
 
-def frames_around(e: dict, python_by_tid: dict, n: int = 5) -> tuple[str, ...]:
-    around = sorted((p for p in python_by_tid[e["tid"]] if p["ts"] <= e["ts"] <= p["ts"] + p["dur"]),
-                    key=lambda p: p["ts"])
-    return tuple(p["name"][:100] for p in around if not p["name"].startswith(NOISE))[-n:]
+def enclosing(e: dict, python_by_tid: dict) -> list[dict]:
+    """The Python frames and ops on ``e``'s thread that were running when ``e`` was, outermost first."""
+    return sorted((p for p in python_by_tid[e["tid"]] if p["ts"] <= e["ts"] <= p["ts"] + p["dur"]),
+                  key=lambda p: p["ts"])
+
+
+def label(frames: list[dict], n: int = 5) -> tuple[str, ...]:
+    return tuple(p["name"][:100] for p in frames if not p["name"].startswith(NOISE))[-n:]
 
 
 def main(argv=None) -> int:
@@ -81,10 +85,10 @@ def main(argv=None) -> int:
     for e in events:
         if e.get("cat") in ("python_function", "cpu_op") and e.get("ph") == "X":
             python_by_tid[e["tid"]].append(e)
-    waits = [e for e in events if is_wait(e)]
+    waits = [(w, enclosing(w, python_by_tid)) for w in events if is_wait(w)]
     blocked, idle, count = collections.Counter(), collections.Counter(), collections.Counter()
-    for w in waits:
-        key = (w["name"],) + frames_around(w, python_by_tid)
+    for w, frames in waits:
+        key = (w["name"],) + label(frames)
         back = w["ts"] + w["dur"]
         i = bisect.bisect_left(starts, back)
         blocked[key] += w["dur"]
@@ -98,7 +102,7 @@ def main(argv=None) -> int:
               + "  <  ".join(reversed(key)))
 
     if args.reduce:
-        keep_python = {id(p) for w in waits for p in python_by_tid[w["tid"]] if p["ts"] <= w["ts"] <= p["ts"] + p["dur"]}
+        keep_python = {id(p) for _, frames in waits for p in frames}
         kept = [e for e in events if e.get("cat") != "python_function" or id(e) in keep_python]
         with gzip.open(args.reduce, "wt") as f:
             json.dump({"traceEvents": kept}, f)
