@@ -171,7 +171,7 @@ def build_plain(cfg, variant: Variant):
 
     def forward(batch):
         with torch.autocast(DEVICE, dtype=torch.bfloat16):
-            out = run(*batch.model_inputs())
+            out = run(*(batch.model_inputs() if variant.heads else batch.encoder_inputs()))
             return pretraining_terms(batch, out, cfg.loss)["loss"] if variant.heads else out.float().square().mean()
 
     def backward(loss):

@@ -33,24 +33,14 @@ def retention_order_terms(logit: torch.Tensor, label: torch.Tensor) -> dict[str,
     }
 
 
-def grouped_pairs(group: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row indices (first, second) of the rows sharing each value >= 0 of ``group``, in row order within a
-    group (contrastive views; A then B of a separate retention-order pair)."""
-    rows = torch.nonzero(group >= 0).flatten()
-    rows = rows[torch.argsort(group[rows], stable=True)]
-    first, second = rows[0::2], rows[1::2]
-    if len(first) != len(second) or not torch.equal(group[first], group[second]):
-        raise ValueError(f"{name} must hold each value on exactly two rows, got {group[rows].tolist()}")
-    return first, second
-
-
 def retention_order_logits(batch, retention_logit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and labels of every retention-order pair in the batch. A joined pair's logit is its [CLS]
     score; a separate pair's is ``r(A) - r(B)``, each spectrum scored from its own [CLS] (RankNet), so the
     head learns an elution score per spectrum."""
-    a, b = grouped_pairs(batch.ro_group, "retention order: ro_group")
-    logit = torch.cat([retention_logit[batch.is_pair], retention_logit[a] - retention_logit[b]])
-    return logit, torch.cat([batch.ro_label[batch.is_pair], batch.ro_label[a]])
+    pick = retention_logit.index_select
+    logit = torch.cat([pick(0, batch.pair_rows), pick(0, batch.ro_first) - pick(0, batch.ro_second)])
+    return logit, torch.cat([batch.ro_label.index_select(0, batch.pair_rows),
+                             batch.ro_label.index_select(0, batch.ro_first)])
 
 
 def info_nce(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> dict[str, torch.Tensor]:
@@ -89,27 +79,28 @@ def weighted_total(terms: dict[str, torch.Tensor], cfg: LossConfig) -> torch.Ten
 def pretraining_terms(batch, out, cfg: LossConfig) -> dict[str, torch.Tensor]:
     """All named terms for one batch (``data.batch.Batch``) and model output (``PretrainingOutput``).
 
+    Rows and tokens are picked with the batch's host-computed indices and every branch depends on a shape,
+    never on a GPU value, so the host never waits for the GPU here (``tests/unit/test_host_sync.py``).
     The total includes ``0 x`` every head output that no term used this batch, so each parameter is in the
     graph on every rank and step: ZeRO-3's partitioned gradient reduction expects that.
     """
-    from megatron_nexa.tokens import TokenType
+    def masked(target: torch.Tensor) -> torch.Tensor:
+        return target.flatten().index_select(0, batch.masked_index)
 
-    masked = batch.token_type == TokenType.MASK
-    terms = masked_peak_terms(out.mz_logits, out.intensity_logits, batch.mz_target[masked],
-                              batch.intensity_target[masked])
+    terms = masked_peak_terms(out.mz_logits, out.intensity_logits, masked(batch.mz_target),
+                              masked(batch.intensity_target))
     unused = [out.retention_logit.sum(), out.contrastive.sum(), out.cls_mz_logits.sum()]
     if cfg.retention_order > 0:
         logit, label = retention_order_logits(batch, out.retention_logit)
         if len(logit):
             terms.update(retention_order_terms(logit, label))
     if cfg.cls_spectrum > 0:
-        single = ~batch.is_pair & (batch.peak_weight.sum(-1) > 0)  # a pair's [CLS] is about the pair
-        if single.any():
-            terms.update(cls_spectrum_terms(out.cls_mz_logits[single], batch.peak_bin[single],
-                                            batch.peak_weight[single]))
-    if cfg.contrastive > 0:
-        first, second = grouped_pairs(batch.view_group, "contrastive: view_group")
-        if len(first) >= 2:
-            terms.update(info_nce(out.contrastive[first], out.contrastive[second], cfg.contrastive_temperature))
+        rows = batch.cls_rows  # single spectra with peaks: a pair's [CLS] is about the pair
+        if len(rows):
+            pick = [t.index_select(0, rows) for t in (out.cls_mz_logits, batch.peak_bin, batch.peak_weight)]
+            terms.update(cls_spectrum_terms(*pick))
+    if cfg.contrastive > 0 and len(batch.view_first) >= 2:
+        terms.update(info_nce(out.contrastive.index_select(0, batch.view_first),
+                              out.contrastive.index_select(0, batch.view_second), cfg.contrastive_temperature))
     terms["loss"] = weighted_total(terms, cfg) + 0.0 * torch.stack(unused).sum()
     return terms

@@ -2,7 +2,10 @@
 import numpy as np
 import torch
 
+from megatron_nexa.config import LossConfig
 from megatron_nexa.tokens import TokenType
+
+ALL_TERMS = LossConfig(masked_mz=1.0, masked_intensity=1.0, retention_order=1.0, contrastive=1.0, cls_spectrum=1.0)
 
 
 def spectrum_tokens(rng: np.random.Generator, n_peaks: int, length: int, precursor: float = 400.0):
@@ -42,3 +45,13 @@ def batch(samples):
 def random_batch(seed: int, b: int = 3, length: int = 24, max_peaks: int = 20):
     rng = np.random.default_rng(seed)
     return batch([spectrum_tokens(rng, int(rng.integers(1, max_peaks + 1)), length) for _ in range(b)])
+
+
+def mixed_batch(cfg):
+    """Row 0 a joined pair, rows 1/2 a separate pair, rows 3/4 and 5/6 two views each, row 7 a single."""
+    from benchmarks.train_step import synthetic_batch
+
+    base = synthetic_batch(cfg, 8)
+    return base.replace(is_pair=torch.tensor([True] + [False] * 7), ro_group=torch.tensor([-1, 11, 11, -1, -1, -1, -1, -1]),
+                        view_group=torch.tensor([-1, -1, -1, 3, 3, 5, 5, -1]),
+                        ro_label=torch.tensor([1.0, 0.0, 0.0, 0, 0, 0, 0, 0]))

@@ -1,4 +1,5 @@
 """DataLoaders for pretraining: sources from the config, the resumable sampler, vectorised collate."""
+import torch
 from torch.utils.data import DataLoader
 
 from megatron_nexa.config import RunConfig
@@ -25,4 +26,5 @@ def build_loader(dataset: PretrainingDataset, cfg: RunConfig, dp_rank: int, dp_s
         view_fraction=cfg.data.view_fraction if train else 0.0, shuffle=train)
     workers = cfg.data.num_workers
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
-                      persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
+                      pin_memory=torch.cuda.is_available())  # Batch.pin_memory: asynchronous copies to the GPU

@@ -79,18 +79,20 @@ class Trainer:
         self.last_eval: dict | None = None
 
     # --- one step -------------------------------------------------------------------------------------
-    def _micro_step(self, batch: Batch) -> dict[str, float]:
-        batch = batch.to(self.built.device)
+    def _micro_step(self, host: Batch) -> dict[str, float]:
+        """One forward/backward/step. What the host can count it counts on the host batch; the terms come back
+        in one copy after the step, so the host never waits for the GPU mid-step."""
+        targets = host.mz_target[host.mz_target >= 0]  # masked m/z targets in range (IGNORE elsewhere)
+        self.target_hist += torch.bincount(targets, minlength=self.cfg.model.mz_bins)
+        batch = host.to(self.built.device)
         out = self.engine(*batch.model_inputs())
         terms = pretraining_terms(batch, out, self.cfg.loss)
         self.engine.backward(terms["loss"])
         self.engine.step()
-        targets = batch.mz_target[batch.token_type == TokenType.MASK]
-        self.target_hist += torch.bincount(targets[targets >= 0].cpu(), minlength=self.cfg.model.mz_bins)
-        values = {k: float(v.detach().float()) for k, v in terms.items()}
-        values["embedding_variance"] = float(out.cls.detach().float().var(0).mean())
-        values["tokens"] = float((batch.token_type != TokenType.PAD).sum())
-        values["rows"] = float(len(batch))
+        terms["embedding_variance"] = out.cls.detach().float().var(0).mean()
+        values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist()))
+        values["tokens"] = float((host.token_type != TokenType.PAD).sum())
+        values["rows"] = float(len(host))
         return values
 
     @staticmethod
@@ -201,8 +203,7 @@ class Trainer:
         for _ in range(self.cfg.train.eval_batches):
             batch = next(loader).to(self.built.device)
             out = self.engine(*batch.model_inputs())
-            masked = batch.token_type == TokenType.MASK
-            target = batch.mz_target[masked]
+            target = batch.mz_target.flatten()[batch.masked_index]
             keep = target >= 0
             logits, target = out.mz_logits[keep].float(), target[keep]
             n = len(target)

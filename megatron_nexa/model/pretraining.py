@@ -32,10 +32,14 @@ class NexaSpecForPretraining(nn.Module):
         self.contrastive = ContrastiveHead(cfg)
 
     def forward(self, token_type: torch.Tensor, mz: torch.Tensor, intensity: torch.Tensor,
-                segment: torch.Tensor) -> PretrainingOutput:
+                segment: torch.Tensor, masked_index: torch.Tensor | None = None) -> PretrainingOutput:
+        """``masked_index``: flat positions of the [MASK] tokens (``Batch.masked_index``, found on the host).
+        Without it they are found here, and on a GPU the host then waits for ``token_type`` to be read."""
+        if masked_index is None:
+            masked_index = torch.nonzero(token_type.flatten() == TokenType.MASK).flatten()
         hidden = self.encoder(token_type, mz, intensity, segment)
         cls = hidden[:, 0]
-        masked = hidden[token_type == TokenType.MASK]
+        masked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, masked_index)
         # one call for masked tokens and [CLS] (ZeRO-3 fetches a leaf's parameters once per forward)
         mz_logits, intensity_logits = self.masked_peak(torch.cat([masked, cls]))
         n = len(masked)

@@ -151,3 +151,26 @@ def test_zero3_engine_trains_on_nccl(parallel):
     built.engine.destroy()
     assert all(np.isfinite(losses)), losses
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
+
+
+def test_model_and_losses_never_wait_for_the_gpu(parallel):
+    """torch's sync debug mode raises at any op that makes the host wait for the GPU: none in the forward pass,
+    the losses or the backward pass (``tests/unit/test_host_sync.py`` is CI's check of the same, without CUDA)."""
+    from megatron_nexa.losses import pretraining_terms
+    from megatron_nexa.model.encoder import NexaEncoder
+    from megatron_nexa.model.pretraining import NexaSpecForPretraining
+    from tests.spectra import ALL_TERMS, mixed_batch
+
+    cfg = load_config(REPO / "configs/model/tiny.yaml")
+    torch.manual_seed(0)
+    model = NexaSpecForPretraining(cfg.model, NexaEncoder(cfg.model)).cuda().train()
+    batch = mixed_batch(cfg).pin_memory().to("cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        terms = pretraining_terms(batch, model(*batch.model_inputs()), ALL_TERMS)
+        terms["loss"].backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert {"retention_order", "contrastive", "cls_spectrum"} <= set(terms)
+    assert torch.isfinite(terms["loss"])

@@ -21,8 +21,9 @@ cfg = load_config("configs/model/tiny.yaml", sys.argv[2:])
 built = build(cfg, sys.argv[1])
 from deepspeed.utils import get_z3_leaf_modules
 batch = synthetic_batch(built.cfg, built.cfg.train.micro_batch_size)
-batch.view_group[:4] = torch.tensor([0, 0, 1, 1])  # two spectra, two views each: InfoNCE (contrastive head)
-batch.is_pair[4:], batch.ro_label[4:6] = True, 1.0  # rows 4-7: retention-order pairs (the RO head)
+batch = batch.replace(view_group=torch.tensor([0, 0, 1, 1, -1, -1, -1, -1]),  # two spectra, two views each: InfoNCE
+                      is_pair=torch.arange(8) >= 4,  # rows 4-7: retention-order pairs (the RO head)
+                      ro_label=torch.tensor([0.0, 0, 0, 0, 1, 1, 0, 0]))
 from megatron_nexa.losses import pretraining_terms
 terms = pretraining_terms(batch, built.engine(*batch.model_inputs()), built.cfg.loss)
 assert {"retention_order", "contrastive", "cls_spectrum"} <= set(terms), terms

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from megatron_nexa.config import LossConfig
+from megatron_nexa.data.batch import grouped_pairs
 from megatron_nexa.losses import (IGNORE, cls_spectrum_terms, info_nce, masked_peak_terms, retention_order_logits,
                                   retention_order_terms, weighted_total)
 
@@ -33,15 +34,17 @@ def test_retention_order_and_info_nce():
 
 def test_separate_pairs_score_each_spectrum_and_subtract():
     # row 0: a joined pair; rows 1/2 and 4/5: separate pairs (A before B, as collate emits them); row 3: single
-    batch = SimpleNamespace(is_pair=torch.tensor([True, False, False, False, False, False]),
-                            ro_group=torch.tensor([-1, 9, 9, -1, 4, 4]),
+    is_pair, ro_group = torch.tensor([True, False, False, False, False, False]), torch.tensor([-1, 9, 9, -1, 4, 4])
+    first, second = grouped_pairs(ro_group, "ro_group")
+    batch = SimpleNamespace(pair_rows=torch.nonzero(is_pair).flatten(), ro_first=first, ro_second=second,
                             ro_label=torch.tensor([1.0, 0.0, 0.0, 0.5, 1.0, 1.0]))
     score = torch.tensor([3.0, 1.0, 2.5, 7.0, 4.0, -1.0])
     logit, label = retention_order_logits(batch, score)
     assert logit.tolist() == [3.0, 5.0, -1.5] and label.tolist() == [1.0, 1.0, 0.0], "joined first, then groups"
-    batch.ro_group = torch.tensor([-1, 9, 9, -1, 4, -1])
     with pytest.raises(ValueError, match="exactly two rows"):
-        retention_order_logits(batch, score)
+        grouped_pairs(torch.tensor([-1, 9, 9, -1, 4, -1]), "ro_group")
+    with pytest.raises(ValueError, match="exactly two rows"):
+        grouped_pairs(torch.tensor([7, 7, 7, -1]), "ro_group")
 
 
 def test_weighted_total_uses_weights_not_metrics():
