@@ -97,6 +97,11 @@ VARIANTS = {
                            note="baseline without heads and losses: what embeddings + layers cost alone"),
     "zero3_deepcompile": Variant(ds_sections={"compile": {"deepcompile": True}}, compile=True,
                                  note="DeepCompile: ZeRO-3 gather/release scheduled in the compiled graph"),
+    "zero3_compile": Variant(compile=True, note="engine.compile(): torch.compile over the ZeRO-3 module (no DeepCompile)"),
+    "zero3_no_overlap": Variant(zero_overrides={"overlap_comm": False},
+                                note="gradient reduction on the compute stream: no side stream to wait for"),
+    "zero3_noncontig": Variant(zero_overrides={"contiguous_gradients": False},
+                               note="no copy of each gradient into a contiguous bucket (9 ms of DtoD copies at mb 128)"),
     "zero2": Variant(ds_config="zero2", note="ds_configs/zero2.json"),
     "zero1": Variant(ds_config="zero1", note="ds_configs/zero1.json"),
 }

@@ -3,6 +3,10 @@
 A spectrum becomes ``[CLS] [PREC] peak_1 … peak_n`` (peaks sorted by m/z); a retention-order pair is
 ``[CLS] [PREC] peaks_A [SEP] [PREC] peaks_B``. ``segment`` says which spectrum a token belongs to
 (``[CLS]`` is segment 0, ``[SEP]`` closes spectrum A so it is segment 0 too).
+
+Model code compares tensors with ``TokenType.X.value`` (a plain int): torch 2.13's Dynamo traces
+``tensor == TokenType.X`` as a Python ``False``, so ``torch.compile`` of the model fell back to eager there,
+and under DeepSpeed's ``engine.compile()`` failed (``tests/unit/test_embeddings.py``).
 """
 from enum import IntEnum
 

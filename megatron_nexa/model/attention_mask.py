@@ -15,10 +15,10 @@ from megatron_nexa.tokens import TokenType
 
 
 def spectral_attention_mask(token_type: torch.Tensor, segment: torch.Tensor, window: int) -> torch.Tensor:
-    valid = token_type != TokenType.PAD
-    peak = (token_type == TokenType.PEAK) | (token_type == TokenType.MASK)
-    seq_global = token_type == TokenType.CLS
-    seg_global = (token_type == TokenType.PREC) | (token_type == TokenType.SEP)
+    valid = token_type != TokenType.PAD.value
+    peak = (token_type == TokenType.PEAK.value) | (token_type == TokenType.MASK.value)
+    seq_global = token_type == TokenType.CLS.value
+    seg_global = (token_type == TokenType.PREC.value) | (token_type == TokenType.SEP.value)
 
     s = token_type.shape[1]
     pos = torch.arange(s, device=token_type.device)

@@ -51,8 +51,8 @@ class SpectrumEmbedding(nn.Module):
 
     def forward(self, token_type: torch.Tensor, mz: torch.Tensor, intensity: torch.Tensor) -> torch.Tensor:
         dtype = self.mz_proj.weight.dtype
-        has_mz = ((token_type == TokenType.PEAK) | (token_type == TokenType.PREC)).unsqueeze(-1)
-        has_intensity = (token_type == TokenType.PEAK).unsqueeze(-1)
+        has_mz = ((token_type == TokenType.PEAK.value) | (token_type == TokenType.PREC.value)).unsqueeze(-1)
+        has_intensity = (token_type == TokenType.PEAK.value).unsqueeze(-1)
         mz_emb = self.mz_proj(self.fourier_features(mz).to(dtype))
         int_emb = self.intensity_mlp(intensity.to(dtype).unsqueeze(-1))
         x = self.token_type(token_type) + mz_emb * has_mz + int_emb * has_intensity

@@ -36,7 +36,7 @@ class NexaSpecForPretraining(nn.Module):
         """``masked_index``: flat positions of the [MASK] tokens (``Batch.masked_index``, found on the host).
         Without it they are found here, and on a GPU the host then waits for ``token_type`` to be read."""
         if masked_index is None:
-            masked_index = torch.nonzero(token_type.flatten() == TokenType.MASK).flatten()
+            masked_index = torch.nonzero(token_type.flatten() == TokenType.MASK.value).flatten()
         hidden = self.encoder(token_type, mz, intensity, segment)
         cls = hidden[:, 0]
         masked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, masked_index)

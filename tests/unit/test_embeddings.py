@@ -1,5 +1,6 @@
 import dataclasses
 
+import numpy as np
 import torch
 
 from megatron_nexa.config import ModelConfig
@@ -30,3 +31,19 @@ def test_masked_and_special_tokens_hide_their_values():
     assert same[0] == 0 and same[3] == 0 and same[4] == 0, "CLS/MASK/PAD ignore m/z and intensity"
     assert same[1] == 0, "[PREC] ignores intensity"
     assert same[2] > 0, "a peak's m/z is seen"
+
+
+def test_mask_and_embeddings_trace_as_one_graph_under_dynamo(tiny_cfg):
+    """Dynamo (torch 2.13) traced ``tensor == TokenType.X`` as a Python False: the mask and embedding frames
+    then fell back to eager under torch.compile, and DeepSpeed's engine.compile() failed (tokens.py)."""
+    from megatron_nexa.model.attention_mask import spectral_attention_mask
+    from tests.spectra import pair_tokens, random_batch
+
+    tt, mz, inten, seg = random_batch(0)
+    window = tiny_cfg.model.local_window
+    traced = torch.compile(spectral_attention_mask, backend="eager", fullgraph=True)
+    assert torch.equal(traced(tt, seg, window), spectral_attention_mask(tt, seg, window))
+    pair = [t[None] for t in pair_tokens(np.random.default_rng(1), 5, 7, 24)]
+    assert torch.equal(traced(pair[0], pair[3], window), spectral_attention_mask(pair[0], pair[3], window))
+    emb = SpectrumEmbedding(tiny_cfg.model)
+    torch.testing.assert_close(torch.compile(emb, backend="eager", fullgraph=True)(tt, mz, inten), emb(tt, mz, inten))
