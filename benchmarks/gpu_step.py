@@ -97,11 +97,11 @@ VARIANTS = {
                            note="baseline without heads and losses: what embeddings + layers cost alone"),
     "zero3_deepcompile": Variant(ds_sections={"compile": {"deepcompile": True}}, compile=True,
                                  note="DeepCompile: ZeRO-3 gather/release scheduled in the compiled graph"),
-    "zero3_compile": Variant(compile=True, note="engine.compile(): torch.compile over the ZeRO-3 module (no DeepCompile)"),
+    "zero3_compile": Variant(compile=True, note="engine.compile(): torch.compile of the ZeRO-3 module, no DeepCompile"),
     "zero3_no_overlap": Variant(zero_overrides={"overlap_comm": False},
                                 note="gradient reduction on the compute stream: no side stream to wait for"),
     "zero3_noncontig": Variant(zero_overrides={"contiguous_gradients": False},
-                               note="no copy of each gradient into a contiguous bucket (9 ms of DtoD copies at mb 128)"),
+                               note="no copy of each gradient into a contiguous bucket (9 ms of copies at mb 128)"),
     "zero2": Variant(ds_config="zero2", note="ds_configs/zero2.json"),
     "zero1": Variant(ds_config="zero1", note="ds_configs/zero1.json"),
 }
@@ -137,6 +137,31 @@ def phase_times(phases, repeats: int = 3) -> dict:
             sync()
             times[name].append((time.perf_counter() - t) * 1e3)
     return {name: sorted(v)[len(v) // 2] for name, v in times.items()}
+
+
+def host_waits(step) -> dict | None:
+    """The synchronising CUDA calls torch sees in one ``step`` (``torch.cuda.set_sync_debug_mode``), counted by
+    the Python line that made them. Not every wait is seen (events, torch.distributed), so this is a lower
+    bound; ``--profile-stack`` + ``trace_syncs.py`` sees all of them at the profiler's cost. None on CPU."""
+    if not CUDA:
+        return None
+    import warnings
+
+    sync()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    sync()
+    found: dict[str, int] = {}
+    for w in caught:
+        if "synchroniz" in str(w.message):
+            where = f"{Path(w.filename).name}:{w.lineno}"
+            found[where] = found.get(where, 0) + 1
+    return found
 
 
 def release_memory() -> int:
@@ -246,6 +271,7 @@ def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: 
 
         seconds = time_steps(step, args.warmup, args.steps)
         peak = (torch.cuda.max_memory_allocated() - before) / GiB if CUDA else None
+        waits = host_waits(step)
         phases = phase_times([("forward", lambda _: fwd(batch)), ("backward", bwd), ("update", upd)])
         if profile_out is not None:  # appended: one file for every profiled variant (8 files come back)
             from torch.profiler import ProfilerActivity, profile
@@ -281,7 +307,7 @@ def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: 
             "step_ms": seconds * 1e3, "tflops": tflops, "mfu": tflops / ceiling,
             "mfu_datasheet": tflops / args.datasheet_tflops, "peak_gib": peak,
             "plan_gib": plan_gib(cfg, variant, mb), "phases_ms": phases, "build_s": build_s,
-            "leftover_gib": leftover / GiB}
+            "leftover_gib": leftover / GiB, "host_waits": waits}
 
 
 def environment() -> dict:
@@ -299,7 +325,7 @@ def render(rows: list[dict], args, ceiling: float, env: dict) -> str:
     lines = [f"{args.model} width, {args.layers} layers, {env['device']}, torch {env['torch']}, deepspeed "
              f"{env['deepspeed']}, megatron-core {env['megatron_core']}; bf16 matmul ceiling {ceiling:.0f} TFLOP/s",
              f"{'variant':<16} {'mb':>3} {'step ms':>8} {'TFLOP/s':>8} {'MFU':>6} {'MFU/ds':>6} {'x amp':>6} "
-             f"{'fwd':>6} {'bwd':>6} {'upd':>6} {'peak GiB':>8} {'plan GiB':>8}"]
+             f"{'fwd':>6} {'bwd':>6} {'upd':>6} {'peak GiB':>8} {'plan GiB':>8} {'waits':>5}"]
     for r in rows:
         if "error" in r:
             lines.append(f"{r['variant']:<16} failed: {r['error']}")
@@ -307,11 +333,13 @@ def render(rows: list[dict], args, ceiling: float, env: dict) -> str:
         ratio = (base["tflops"] / r["tflops"]) if base else float("nan")
         p = r["phases_ms"]
         plan_col, peak_col = (f"{r[k]:8.1f}" if r[k] is not None else f"{'-':>8}" for k in ("plan_gib", "peak_gib"))
+        waits_col = f"{sum(r['host_waits'].values()):5d}" if r.get("host_waits") is not None else f"{'-':>5}"
         lines.append(f"{r['variant']:<16} {r['micro_batch']:>3} {r['step_ms']:8.1f} {r['tflops']:8.0f} "
                      f"{r['mfu']:6.1%} {r['mfu_datasheet']:6.1%} {ratio:6.2f} {p['forward']:6.1f} "
-                     f"{p['backward']:6.1f} {p['update']:6.1f} {peak_col} {plan_col}")
+                     f"{p['backward']:6.1f} {p['update']:6.1f} {peak_col} {plan_col} {waits_col}")
     lines.append("x amp: time per model FLOP relative to the AMP baseline (1.00 = as fast; >1 slower). "
-                 f"MFU/ds: against the {args.datasheet_tflops:.0f} TFLOP/s datasheet peak nexa-plan assumes.")
+                 f"MFU/ds: against the {args.datasheet_tflops:.0f} TFLOP/s datasheet peak nexa-plan assumes. "
+                 "waits: synchronising CUDA calls torch saw in one step (at least that many; where: the JSON).")
     return "\n".join(lines)
 
 
