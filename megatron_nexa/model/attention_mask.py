@@ -20,9 +20,11 @@ def spectral_attention_mask(token_type: torch.Tensor, segment: torch.Tensor, win
     seq_global = token_type == TokenType.CLS.value
     seg_global = (token_type == TokenType.PREC.value) | (token_type == TokenType.SEP.value)
 
-    s = token_type.shape[1]
-    pos = torch.arange(s, device=token_type.device)
-    near = (pos[:, None] - pos[None, :]).abs() <= window // 2  # [s, s]
+    # Bands of an all-True [s, s] made by a tensor method, not torch.arange/torch.eye: DeepSpeed's ZeRO-3 wraps
+    # those factories while it builds the model, and Dynamo then breaks the graph at them (engine.compile()).
+    ones = token_type.new_ones((token_type.shape[1],) * 2, dtype=torch.bool)
+    near = ones.triu(-(window // 2)).tril(window // 2)  # |i - j| <= window // 2
+    diagonal = ones.triu(0).tril(0)
 
     def q(x):  # query axis
         return x[:, :, None]
@@ -35,5 +37,5 @@ def spectral_attention_mask(token_type: torch.Tensor, segment: torch.Tensor, win
         same_segment & (q(seg_global) | k(seg_global) | (q(peak) & k(peak) & near))
     )
     allowed &= q(valid) & k(valid)
-    allowed |= torch.eye(s, dtype=torch.bool, device=token_type.device) & ~q(valid)
+    allowed |= diagonal & ~q(valid)
     return ~allowed[:, None]

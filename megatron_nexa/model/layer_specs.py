@@ -48,6 +48,18 @@ class NexaTransformerLayer(TransformerLayer):
         return super().__call__(*args, **kwargs)
 
 
+class NexaRowParallelLinear(RowParallelLinear):
+    """megatron-core 0.16.1's ``RowParallelLinear.forward`` hands ``tp_group=None`` to its matmul, which looks the
+    group up again and, on rank 0, issues a DeprecationWarning, on every call. That is Python work in every
+    step, and under ``torch.compile`` a graph break inside a context manager, which sends the whole linear
+    (``linear_proj``, ``linear_fc2``) back to eager. Hand it the layer's own group, which is the same one."""
+
+    def _forward_impl(self, input, weight, *args, **kwargs):
+        if kwargs.get("tp_group") is None:
+            kwargs["tp_group"] = self.tp_group
+        return super()._forward_impl(input, weight, *args, **kwargs)
+
+
 def transformer_engine_available() -> bool:
     return importlib.util.find_spec("transformer_engine") is not None
 
@@ -61,7 +73,7 @@ def layer_spec(cfg: ModelConfig, use_transformer_engine: bool = False) -> Module
                                TERowParallelLinear, TERowParallelLinear)
         input_norm = pre_mlp_norm = IdentityOp
     else:
-        qkv, fc1, proj, fc2 = ColumnParallelLinear, ColumnParallelLinear, RowParallelLinear, RowParallelLinear
+        qkv, fc1, proj, fc2 = ColumnParallelLinear, ColumnParallelLinear, NexaRowParallelLinear, NexaRowParallelLinear
         input_norm = pre_mlp_norm = WrappedTorchNorm
     return ModuleSpec(
         module=NexaTransformerLayer,

@@ -148,3 +148,15 @@ def test_megatron_encoder_equals_reference(parallel, tiny_cfg, backend):
     assert not unexpected and all(k.endswith("_extra_state") for k in missing)
     with torch.no_grad():
         assert (other(*inputs) - reference(*inputs)).abs().max().item() <= 1e-5
+
+
+def test_encoder_traces_as_one_graph(parallel, tiny_cfg):
+    """torch.compile sees the whole megatron-core encoder as one graph: megatron's RowParallelLinear no longer
+    warns on every call (``NexaRowParallelLinear``), token types compare as ints, the mask needs no factories."""
+    from megatron_nexa.model.encoder import NexaEncoder
+
+    torch.manual_seed(0)
+    model = NexaEncoder(tiny_cfg.model).train()
+    inputs = random_batch(2)
+    traced = torch.compile(model, backend="eager", fullgraph=True)
+    torch.testing.assert_close(traced(*inputs), model(*inputs))
