@@ -41,7 +41,7 @@ stage() {  # stage NAME LOG SECONDS CMD...: run with a time limit, append to OUT
 }
 
 # Most wanted first (a stage cut off by its time limit keeps the rows it finished: JSON is written per
-# variant); compile variants last (their first steps compile). RESULTS.md §10 says what each is to show.
+# variant); compile variants last (their first steps compile). RESULTS.md §13 says what each is to show.
 V3=${VARIANTS_3B:-zero3 amp amp_encoder zero3_mb2x zero3_mb4x zero3_no_overlap zero3_noncontig zero2 amp_compile zero3_compile zero3_deepcompile}
 V7=${VARIANTS_7B:-zero3 amp zero3_mb4x}
 VD=${VARIANTS_DEEP:-zero3 zero3_mb2x}

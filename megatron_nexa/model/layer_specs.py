@@ -7,6 +7,8 @@ their parameter names back to the local ones so checkpoints stay interchangeable
 """
 import importlib.util
 
+import torch.nn.functional as F
+
 from megatron.core.fusions.fused_bias_dropout import get_bias_dropout_add
 from megatron.core.tensor_parallel.layers import ColumnParallelLinear, RowParallelLinear
 from megatron.core.transformer.attention import SelfAttention, SelfAttentionSubmodules
@@ -48,11 +50,35 @@ class NexaTransformerLayer(TransformerLayer):
         return super().__call__(*args, **kwargs)
 
 
-class NexaRowParallelLinear(RowParallelLinear):
-    """megatron-core 0.16.1's ``RowParallelLinear.forward`` hands ``tp_group=None`` to its matmul, which looks the
-    group up again and, on rank 0, issues a DeprecationWarning, on every call. That is Python work in every
-    step, and under ``torch.compile`` a graph break inside a context manager, which sends the whole linear
-    (``linear_proj``, ``linear_fc2``) back to eager. Hand it the layer's own group, which is the same one."""
+class _PlainMatmulAtTP1:
+    """At tensor-parallel size 1 megatron-core's linears still run their product through a Python autograd
+    Function (``LinearWithGradAccumulationAndAsyncCommunication``), whose backward is Python too, in every
+    layer of every step. ``F.linear`` is the same product with torch's own backward: less host time per
+    layer (``benchmarks/host_time.py``), and the host is what bounds the step at the pilot's micro-batches
+    (benchmarks/RESULTS.md §8). Any other setting (TP > 1, sequence parallel, fused gradient accumulation,
+    deferred weight gradients) keeps megatron's path."""
+
+    _MEGATRON_ONLY = ("gradient_accumulation_fusion", "allreduce_dgrad", "sequence_parallel", "grad_output_buffer")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._tp_size = 1 if self.tp_group is None else self.tp_group.size()
+
+    def _forward_impl(self, input, weight, *args, **kwargs):
+        if self._tp_size == 1 and not args and not any(kwargs.get(k) for k in self._MEGATRON_ONLY):
+            return F.linear(input, weight, kwargs.get("bias"))
+        return super()._forward_impl(input, weight, *args, **kwargs)
+
+
+class NexaColumnParallelLinear(_PlainMatmulAtTP1, ColumnParallelLinear):
+    pass
+
+
+class NexaRowParallelLinear(_PlainMatmulAtTP1, RowParallelLinear):
+    """Also: megatron-core 0.16.1's ``RowParallelLinear.forward`` hands ``tp_group=None`` to its product, which
+    looks the group up again and, on rank 0, issues a DeprecationWarning, on every call: Python work in every
+    step, and under ``torch.compile`` a graph break inside a context manager that sent the whole linear
+    (``linear_proj``, ``linear_fc2``) back to eager. On megatron's path it gets the layer's own group."""
 
     def _forward_impl(self, input, weight, *args, **kwargs):
         if kwargs.get("tp_group") is None:
@@ -73,7 +99,8 @@ def layer_spec(cfg: ModelConfig, use_transformer_engine: bool = False) -> Module
                                TERowParallelLinear, TERowParallelLinear)
         input_norm = pre_mlp_norm = IdentityOp
     else:
-        qkv, fc1, proj, fc2 = ColumnParallelLinear, ColumnParallelLinear, NexaRowParallelLinear, NexaRowParallelLinear
+        qkv, fc1 = NexaColumnParallelLinear, NexaColumnParallelLinear
+        proj, fc2 = NexaRowParallelLinear, NexaRowParallelLinear
         input_norm = pre_mlp_norm = WrappedTorchNorm
     return ModuleSpec(
         module=NexaTransformerLayer,

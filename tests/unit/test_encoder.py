@@ -160,3 +160,34 @@ def test_encoder_traces_as_one_graph(parallel, tiny_cfg):
     inputs = random_batch(2)
     traced = torch.compile(model, backend="eager", fullgraph=True)
     torch.testing.assert_close(traced(*inputs), model(*inputs))
+
+
+@pytest.mark.parametrize("row", [False, True])
+def test_linears_at_tp1_are_megatrons_product_without_its_autograd_function(parallel, tiny_cfg, row, monkeypatch):
+    from megatron.core.tensor_parallel import layers
+    from megatron.core.tensor_parallel.layers import ColumnParallelLinear, RowParallelLinear
+
+    from megatron_nexa.model.encoder import transformer_config
+    from megatron_nexa.model.layer_specs import NexaColumnParallelLinear, NexaRowParallelLinear
+
+    config = transformer_config(tiny_cfg.model)
+    theirs, ours = (RowParallelLinear, NexaRowParallelLinear) if row else (ColumnParallelLinear, NexaColumnParallelLinear)
+    extra = {"input_is_parallel": True} if row else {"gather_output": False}
+    make = lambda cls: cls(16, 24, config=config, init_method=torch.nn.init.normal_, bias=True, skip_bias_add=False,
+                           **extra)
+    a, b = make(theirs), make(ours)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(5, 3, 16, requires_grad=True)
+    out_a = a(x)[0]
+    out_a.square().sum().backward()
+    grads_a = [p.grad.clone() for p in a.parameters()] + [x.grad.clone()]
+    x.grad = None
+    calls = []
+    monkeypatch.setattr(layers, "linear_with_grad_accumulation_and_async_allreduce",
+                        lambda *args, **kw: calls.append(1))
+    out_b = b(x)[0]
+    out_b.square().sum().backward()
+    assert not calls, "TP=1 takes the plain product"
+    torch.testing.assert_close(out_b, out_a)
+    for g_b, g_a in zip([p.grad for p in b.parameters()] + [x.grad], grads_a):
+        torch.testing.assert_close(g_b, g_a)
