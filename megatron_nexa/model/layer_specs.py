@@ -71,7 +71,13 @@ class _PlainMatmulAtTP1:
 
 
 class NexaColumnParallelLinear(_PlainMatmulAtTP1, ColumnParallelLinear):
-    pass
+    """At TP = 1 also without megatron's "copy to the tensor-parallel region", an identity that is one more
+    Python autograd Function per call (``disable_grad_reduce``: there is no other rank to reduce with)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self._tp_size == 1:
+            self.disable_grad_reduce = True
 
 
 class NexaRowParallelLinear(_PlainMatmulAtTP1, RowParallelLinear):

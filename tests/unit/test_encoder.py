@@ -163,7 +163,7 @@ def test_encoder_traces_as_one_graph(parallel, tiny_cfg):
 
 
 @pytest.mark.parametrize("row", [False, True])
-def test_linears_at_tp1_are_megatrons_product_without_its_autograd_function(parallel, tiny_cfg, row, monkeypatch):
+def test_linears_at_tp1_are_megatrons_product_without_its_autograd_functions(parallel, tiny_cfg, row, monkeypatch):
     from megatron.core.tensor_parallel import layers
     from megatron.core.tensor_parallel.layers import ColumnParallelLinear, RowParallelLinear
 
