@@ -10,6 +10,8 @@ and under DeepSpeed's ``engine.compile()`` failed (``tests/unit/test_embeddings.
 """
 from enum import IntEnum
 
+import torch
+
 
 class TokenType(IntEnum):
     PAD = 0
@@ -21,3 +23,8 @@ class TokenType(IntEnum):
 
 
 NUM_TOKEN_TYPES = len(TokenType)
+
+
+def masked_positions(token_type: torch.Tensor) -> torch.Tensor:
+    """Flat (row-major) positions of the [MASK] tokens: the order of the masked-peak logits and targets."""
+    return torch.nonzero(token_type.flatten() == TokenType.MASK.value).flatten()

@@ -5,7 +5,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from megatron_nexa.tokens import TokenType
+from megatron_nexa.tokens import masked_positions
 
 
 def grouped_pairs(group: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,7 +53,7 @@ class Batch:
         """Indices passed in are kept (``to``, ``pin_memory``). Do not edit fields in place: ``replace``."""
         if self.masked_index is not None:
             return
-        self.masked_index = torch.nonzero(self.token_type.flatten() == TokenType.MASK).flatten()
+        self.masked_index = masked_positions(self.token_type)
         self.pair_rows = torch.nonzero(self.is_pair).flatten()
         self.ro_first, self.ro_second = grouped_pairs(self.ro_group, "retention order: ro_group")
         self.view_first, self.view_second = grouped_pairs(self.view_group, "contrastive: view_group")

@@ -7,7 +7,7 @@ from torch import nn
 
 from megatron_nexa.config import ModelConfig
 from megatron_nexa.model.heads import ContrastiveHead, MaskedPeakHead, RetentionOrderHead
-from megatron_nexa.tokens import TokenType
+from megatron_nexa.tokens import masked_positions
 
 
 class PretrainingOutput(NamedTuple):
@@ -36,7 +36,7 @@ class NexaSpecForPretraining(nn.Module):
         """``masked_index``: flat positions of the [MASK] tokens (``Batch.masked_index``, found on the host).
         Without it they are found here, and on a GPU the host then waits for ``token_type`` to be read."""
         if masked_index is None:
-            masked_index = torch.nonzero(token_type.flatten() == TokenType.MASK.value).flatten()
+            masked_index = masked_positions(token_type)
         hidden = self.encoder(token_type, mz, intensity, segment)
         cls = hidden[:, 0]
         masked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, masked_index)
