@@ -42,6 +42,9 @@ from megatron_nexa.config import AttentionBackend, Recompute, load_config  # noq
 REPO = Path(__file__).resolve().parents[1]
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"  # CPU only for a smoke run of this script (tests/unit/test_gpu_step.py)
+# DeepSpeed's ZeRO-3 (memory_efficient_linear, on by default) replaces F.linear process-wide with its own autograd
+# Function, and leaves it so: a plain variant run after an engine variant would be timed on it (RESULTS.md §14).
+TORCH_LINEAR = torch._C._nn.linear
 
 
 def sync():
@@ -256,6 +259,7 @@ def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: 
     cfg = load_config(REPO / f"configs/model/{args.model}.yaml", overrides)
     seq = cfg.model.max_peaks + 2
     batch = synthetic_batch(cfg, mb).to(DEVICE)
+    torch.nn.functional.linear = TORCH_LINEAR  # every variant starts on torch's own
     before = release_memory()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -270,6 +274,7 @@ def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: 
             upd()
 
         seconds = time_steps(step, args.warmup, args.steps)
+        f_linear = "torch" if torch.nn.functional.linear is TORCH_LINEAR else torch.nn.functional.linear.__module__
         peak = (torch.cuda.max_memory_allocated() - before) / GiB if CUDA else None
         waits = host_waits(step)
         phases = phase_times([("forward", lambda _: fwd(batch)), ("backward", bwd), ("update", upd)])
@@ -307,7 +312,7 @@ def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: 
             "step_ms": seconds * 1e3, "tflops": tflops, "mfu": tflops / ceiling,
             "mfu_datasheet": tflops / args.datasheet_tflops, "peak_gib": peak,
             "plan_gib": plan_gib(cfg, variant, mb), "phases_ms": phases, "build_s": build_s,
-            "leftover_gib": leftover / GiB, "host_waits": waits}
+            "leftover_gib": leftover / GiB, "host_waits": waits, "f_linear": f_linear}
 
 
 def environment() -> dict:

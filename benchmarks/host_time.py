@@ -7,10 +7,13 @@ costs in Python matters. This measures it where nothing else does: on the CPU, a
 and two spectra per batch, where the arithmetic is negligible and the time is the host's. The baseline,
 built in the same run, is the same encoder with megatron-core's ``ColumnParallelLinear`` /
 ``RowParallelLinear`` in place of ours (``layer_specs.NexaColumnParallelLinear`` / ``NexaRowParallelLinear``:
-``F.linear`` at tensor-parallel size 1, and the row linear's process group handed on). Best of ``--repeats``
-runs of ``--calls`` forward + backward passes each, one thread.
+``layer_specs.LinearKeepingWeight`` at tensor-parallel size 1, and the row linear's process group handed on).
+A third row swaps that Function for torch's linear with its own backward: the floor for host time, not
+shipped, because its backward keeps a view of every gathered ZeRO-3 weight alive (``LinearKeepingWeight``).
+Best of ``--repeats`` runs of ``--calls`` forward + backward passes each, one thread.
 """
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -44,6 +47,19 @@ def encoder(cfg, stock_linears: bool):
         layer_specs.NexaColumnParallelLinear, layer_specs.NexaRowParallelLinear = ours
 
 
+@contextlib.contextmanager
+def torch_linear():
+    """Our linears with torch's own linear and backward in place of ``LinearKeepingWeight``."""
+    from megatron_nexa.model import layer_specs
+
+    shipped = layer_specs.linear
+    layer_specs.linear = torch._C._nn.linear
+    try:
+        yield
+    finally:
+        layer_specs.linear = shipped
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--layers", type=int, default=4)
@@ -57,20 +73,23 @@ def main(argv=None) -> int:
     cfg = load_config(REPO / "configs/model/tiny.yaml", [f"model.num_layers={args.layers}"])
     inputs = synthetic_batch(cfg, 2).encoder_inputs()
     times = {}
-    for name, stock in (("megatron-core linears (baseline)", True), ("our layer spec", False)):
+    for name, stock, context in (("megatron-core linears (baseline)", True, contextlib.nullcontext),
+                                 ("our layer spec", False, contextlib.nullcontext),
+                                 ("  with torch's linear (not shipped)", False, torch_linear)):
         model = encoder(cfg, stock)
 
         def passes():
             for _ in range(args.calls):
                 model(*inputs).square().mean().backward()
 
-        passes()  # warm-up
-        times[name] = best_of(passes, args.repeats) / args.calls
+        with context():
+            passes()  # warm-up
+            times[name] = best_of(passes, args.repeats) / args.calls
     base = times["megatron-core linears (baseline)"]
     print(f"encoder forward + backward, host time per call ({args.layers} layers, tiny width, 2 spectra, CPU, "
           f"1 thread, best of {args.repeats} x {args.calls}):")
     for name, t in times.items():
-        print(f"  {name:<34} {t * 1e3:7.3f} ms   {t / base:5.2f} x baseline")
+        print(f"  {name:<36} {t * 1e3:7.3f} ms   {t / base:5.2f} x baseline")
     return 0
 
 

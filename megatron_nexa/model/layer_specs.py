@@ -7,7 +7,7 @@ their parameter names back to the local ones so checkpoints stay interchangeable
 """
 import importlib.util
 
-import torch.nn.functional as F
+import torch
 
 from megatron.core.fusions.fused_bias_dropout import get_bias_dropout_add
 from megatron.core.tensor_parallel.layers import ColumnParallelLinear, RowParallelLinear
@@ -50,11 +50,49 @@ class NexaTransformerLayer(TransformerLayer):
         return super().__call__(*args, **kwargs)
 
 
+class LinearKeepingWeight(torch.autograd.Function):
+    """``F.linear`` whose backward keeps the weight *Parameter* itself, not ``weight.t()``.
+
+    torch's own linear saves a transposed view of the weight for its backward. A view holds the storage it was
+    made from, so when a sharding engine swaps a parameter's ``.data`` for an empty tensor after the forward
+    pass (DeepSpeed ZeRO-3 releasing a gathered weight), the gathered copy stays alive until the backward pass:
+    every layer's full weights at once, which is what ZeRO-3 is there to avoid. Saving the Parameter, as
+    megatron-core's and DeepSpeed's own linear Functions do, lets it go; the backward reads whatever the engine
+    has gathered by then. The product is ``torch._C._nn.linear``, torch's kernel under any wrapper that
+    replaced ``F.linear`` (DeepSpeed's ZeRO-3 ``memory_efficient_linear`` does, process-wide, and its version
+    adds the bias in a second kernel)."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias):
+        ctx.save_for_backward(input, weight)
+        ctx.has_bias = bias is not None
+        return torch._C._nn.linear(input, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        input, weight = ctx.saved_tensors
+        grad_input = grad.matmul(weight) if ctx.needs_input_grad[0] else None
+        grad_2d = grad.reshape(-1, grad.shape[-1])
+        grad_weight = grad_2d.t().matmul(input.reshape(-1, input.shape[-1])) if ctx.needs_input_grad[1] else None
+        grad_bias = grad_2d.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_input, grad_weight, grad_bias
+
+
+def linear(input, weight, bias=None):
+    """The product of our linears at tensor-parallel size 1: ``LinearKeepingWeight`` where a backward will
+    follow, torch's kernel where none will (inference) or where autocast must see the op (it casts torch's
+    ops, not a Function's saved inputs)."""
+    if torch.is_grad_enabled() and not torch.is_autocast_enabled(input.device.type):
+        return LinearKeepingWeight.apply(input, weight, bias)
+    return torch._C._nn.linear(input, weight, bias)
+
+
 class _PlainMatmulAtTP1:
-    """At tensor-parallel size 1 megatron-core's linears still run their product through a Python autograd
-    Function (``LinearWithGradAccumulationAndAsyncCommunication``), whose backward is Python too, in every
-    layer of every step. ``F.linear`` is the same product with torch's own backward: less host time per
-    layer (``benchmarks/host_time.py``), and the host is what bounds the step at the pilot's micro-batches
+    """At tensor-parallel size 1 megatron-core's linears still run their product through
+    ``LinearWithGradAccumulationAndAsyncCommunication``, a Python autograd Function that checks for
+    communication, fused accumulation and deferred gradients in every layer of every step. ``linear`` above is
+    the same product with the least Python we found that keeps ZeRO-3's memory promise
+    (``benchmarks/host_time.py``), and the host is what bounds the step at the pilot's micro-batches
     (benchmarks/RESULTS.md §8). Any other setting (TP > 1, sequence parallel, fused gradient accumulation,
     deferred weight gradients) keeps megatron's path."""
 
@@ -66,7 +104,7 @@ class _PlainMatmulAtTP1:
 
     def _forward_impl(self, input, weight, *args, **kwargs):
         if self._tp_size == 1 and not args and not any(kwargs.get(k) for k in self._MEGATRON_ONLY):
-            return F.linear(input, weight, kwargs.get("bias"))
+            return linear(input, weight, kwargs.get("bias"))
         return super()._forward_impl(input, weight, *args, **kwargs)
 
 

@@ -13,7 +13,7 @@ def test_gpu_step_runs_every_kind_of_variant_on_cpu(tmp_path):
     out = tmp_path / "g.json"
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     run = subprocess.run([sys.executable, "benchmarks/gpu_step.py", "--model", "tiny", "--layers", "2",
-                          "--micro-batch", "4", "--variants", "amp", "amp_encoder", "zero3", "zero3_halves", "zero3_noleaf",
+                          "--micro-batch", "4", "--variants", "amp", "zero3", "amp_encoder", "zero3_halves", "zero3_noleaf",
                           "zero3_full", "zero1", "zero3_gas4", "zero3_compile",
                           "--steps", "2", "--warmup", "1", "--matmul-size", "128", "--json", str(out),
                           "--profile", "zero3", "amp", "--profile-stack", "4", "--profile-out", str(tmp_path / "p.txt")],
@@ -21,9 +21,11 @@ def test_gpu_step_runs_every_kind_of_variant_on_cpu(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
-    assert [r["variant"] for r in rows] == ["amp", "amp_encoder", "zero3", "zero3_halves", "zero3_noleaf",
+    assert [r["variant"] for r in rows] == ["amp", "zero3", "amp_encoder", "zero3_halves", "zero3_noleaf",
                                              "zero3_full", "zero1", "zero3_gas4", "zero3_compile"]
     assert all("error" not in r and r["step_ms"] > 0 and r["tflops"] > 0 for r in rows), rows
+    # ZeRO-3 replaces F.linear process-wide; a plain variant after it is still timed on torch's own
+    assert rows[1]["f_linear"] == "deepspeed.runtime.zero.linear" and rows[2]["f_linear"] == "torch", rows
     assert "x amp" in run.stdout and (tmp_path / "p.txt").read_text().count("variant zero3,") == 1
     assert (tmp_path / "p.txt").read_text().count("variant amp,") == 1
     trace = tmp_path / "p_zero3.trace.json.gz"

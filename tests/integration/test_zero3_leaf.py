@@ -27,8 +27,16 @@ batch = batch.replace(view_group=torch.tensor([0, 0, 1, 1, -1, -1, -1, -1]),  # 
 from megatron_nexa.losses import pretraining_terms
 terms = pretraining_terms(batch, built.engine(*batch.model_inputs()), built.cfg.loss)
 assert {"retention_order", "contrastive", "cls_spectrum"} <= set(terms), terms
+nodes, seen, todo = {}, set(), [terms["loss"].grad_fn]
+while todo:  # the backward graph's node types
+    node = todo.pop()
+    if node is None or node in seen:
+        continue
+    seen.add(node)
+    nodes[type(node).__name__] = nodes.get(type(node).__name__, 0) + 1
+    todo.extend(next_node for next_node, _ in node.next_functions)
 losses = [engine_step(built, batch).item() for _ in range(5)]
-print(json.dumps({"losses": losses, "leaves": [type(m).__name__ for m in get_z3_leaf_modules(built.engine.module)],
+print(json.dumps({"losses": losses, "nodes": nodes, "leaves": [type(m).__name__ for m in get_z3_leaf_modules(built.engine.module)],
                   "device_synchronising_timer": built.engine.tput_timer.config.enabled}))
 """
 HALVES = ["megatron.core.transformer.attention.SelfAttention", "megatron.core.transformer.mlp.MLP",
@@ -66,3 +74,7 @@ def test_leaf_modules_give_the_same_losses(tmp_path, recompute):
     assert shipped["losses"] == halves["losses"] == none["losses"]
     assert not shipped["device_synchronising_timer"]  # DeepSpeed's default syncs the device twice a step
     assert shipped["losses"][-1] < shipped["losses"][0]
+    if recompute == "none":  # (under recompute the layers' graph is built in the backward pass)
+        # the layers' linears are ours, not DeepSpeed's ZeRO-3 replacement of F.linear (which adds each bias in
+        # a second kernel): 4 a layer, 2 layers
+        assert shipped["nodes"]["LinearKeepingWeightBackward"] == 8, shipped["nodes"]

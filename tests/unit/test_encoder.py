@@ -191,3 +191,52 @@ def test_linears_at_tp1_are_megatrons_product_without_its_autograd_functions(par
     torch.testing.assert_close(out_b, out_a)
     for g_b, g_a in zip([p.grad for p in b.parameters()] + [x.grad], grads_a):
         torch.testing.assert_close(g_b, g_a)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_linear_backward_reads_the_weight_an_engine_holds_now(bias):
+    """ZeRO-3 swaps a weight's ``.data`` for an empty tensor after the forward pass and gathers it again before
+    the backward pass. ``LinearKeepingWeight``'s backward reads the re-gathered weight, so nothing of the
+    released one is kept alive; torch's own linear saves a view of the released storage and reads that."""
+    from megatron_nexa.model.layer_specs import linear
+
+    def run(product):
+        torch.manual_seed(0)
+        w = torch.nn.Parameter(torch.randn(6, 4))
+        b = torch.nn.Parameter(torch.randn(6)) if bias else None
+        x = torch.randn(3, 5, 4, requires_grad=True)
+        out = product(x, w, b)
+        gathered = w.data
+        w.data = torch.empty(0)  # released after the forward pass
+        w.data = 2 * gathered  # gathered again (a new tensor) before the backward pass
+        out.sum().backward()
+        return x.grad, torch.ones(15, 6) @ (2 * gathered), torch.ones(15, 6) @ gathered
+
+    grad, from_live, from_released = run(linear)
+    torch.testing.assert_close(grad.reshape(15, 4), from_live)
+    grad, from_live, from_released = run(torch.nn.functional.linear)
+    torch.testing.assert_close(grad.reshape(15, 4), from_released)  # torch's linear held on to the released weight
+
+
+def test_linear_gradients_and_paths():
+    """Same values and gradients as torch's linear; torch's kernel where no backward follows or autocast is on."""
+    from megatron_nexa.model.layer_specs import LinearKeepingWeight, linear
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 7, 8, requires_grad=True)
+    w, b = torch.nn.Parameter(torch.randn(5, 8)), torch.nn.Parameter(torch.randn(5))
+    grads = []
+    for product in (torch.nn.functional.linear, linear):
+        out = product(x, w, b)
+        out.square().sum().backward()
+        grads.append([out.detach()] + [t.grad.clone() for t in (x, w, b)])
+        for t in (x, w, b):
+            t.grad = None
+    for ours, torchs in zip(*grads[::-1]):
+        torch.testing.assert_close(ours, torchs)
+    assert type(linear(x, w, b).grad_fn).__name__ == "LinearKeepingWeightBackward"
+    with torch.no_grad():
+        assert linear(x, w, b).grad_fn is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = linear(x, w, b)
+    assert out.dtype == torch.bfloat16 and not isinstance(out.grad_fn, LinearKeepingWeight._backward_cls)
