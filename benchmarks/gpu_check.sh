@@ -5,15 +5,16 @@
 #    networked machine by benchmarks/gpu_wheels.sh;
 # 2. pytest tests/gpu: bf16 megatron encoder vs the fp32 reference, the spectral mask under the fused
 #    SDPA kernels, the real ZeRO-3 engine on NCCL;
-# 3. benchmarks/gpu_step.py at the 3B and 7B widths (4 layers): step time, TFLOP/s, MFU, peak memory
+# 3. benchmarks/gpu_step.py: step_3b_full, the whole 3B model (FULL_LAYERS, 36) at micro-batch 32, which fits
+#    one 80 GB GPU under ZeRO-3 (nexa-plan: 65 GiB): the pilot's own shape, so the per-step costs outside the
+#    layers (embeddings, heads, losses, optimiser prologue) weigh what they will weigh in the run; then the 3B
+#    and 7B widths at 4 layers for the comparisons between variants: step time, TFLOP/s, MFU, peak memory
 #    beside nexa-plan's prediction, against the plain-PyTorch AMP baseline;
-#    step_3b_deep: the 3B width at DEEP_LAYERS (12) layers, where the per-step costs outside the layers
-#    (embeddings, heads, losses, optimiser prologue) weigh less than in 4 layers, as in the 36-layer model;
 # 4. if data_out/massbank_v2 is there (make demo's preprocessing): `deepspeed pretrain_nexa.py` on it,
 #    then (stage resume) the same command again with more steps, which must resume from the checkpoint.
 # Each stage has its own time limit; logs and JSON go to OUT_DIR; the tables are printed last.
-# STAGES picks stages (default: pytest step_3b step_7b step_3b_deep pretrain; resume also exists); VARIANTS_3B,
-# VARIANTS_7B, VARIANTS_DEEP and PROFILE_3B override gpu_step's variant lists.
+# STAGES picks stages (default: pytest step_3b_full step_3b step_7b pretrain; resume also exists); VARIANTS_3B,
+# VARIANTS_7B, VARIANTS_FULL and PROFILE_3B override gpu_step's variant lists.
 set -u
 OUT=$(realpath -m "${1:-gpu_out}")
 mkdir -p "$OUT"
@@ -26,7 +27,7 @@ export PYTHONPATH="$SITE:$PWD" PYTHONUNBUFFERED=1 DS_ACCELERATOR=cuda PYTHONWARN
 ARCH_WAS=${TORCH_CUDA_ARCH_LIST-unset}
 TORCH_CUDA_ARCH_LIST=$(python3 -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())") || exit 1
 export TORCH_CUDA_ARCH_LIST
-want() { [[ " ${STAGES:-pytest step_3b step_7b step_3b_deep pretrain} " == *" $1 "* ]]; }
+want() { [[ " ${STAGES:-pytest step_3b_full step_3b step_7b pretrain} " == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv \
   > "$OUT/summary.txt" 2>&1
 echo "TORCH_CUDA_ARCH_LIST: was '$ARCH_WAS', set to '$TORCH_CUDA_ARCH_LIST'" >> "$OUT/summary.txt"
@@ -41,17 +42,17 @@ stage() {  # stage NAME LOG SECONDS CMD...: run with a time limit, append to OUT
 }
 
 # Most wanted first (a stage cut off by its time limit keeps the rows it finished: JSON is written per
-# variant); compile variants last (their first steps compile). RESULTS.md §13 says what each is to show.
+# variant); compile variants last (their first steps compile). RESULTS.md §13-15 say what each is to show.
 V3=${VARIANTS_3B:-zero3 amp amp_encoder zero3_mb2x zero3_mb4x zero3_no_overlap zero3_noncontig zero2 amp_compile zero3_compile zero3_deepcompile}
 V7=${VARIANTS_7B:-zero3 amp zero3_mb4x}
-VD=${VARIANTS_DEEP:-zero3 zero3_mb2x}
+VF=${VARIANTS_FULL:-zero3 amp zero3_compile}
 want pytest && stage pytest pytest 80 python3 -m pytest -q -s -p no:cacheprovider tests/gpu
+want step_3b_full && stage step_3b_full step_3b_full 200 python3 benchmarks/gpu_step.py --model nexa_3b \
+  --layers "${FULL_LAYERS:-36}" --warmup 3 --steps 10 --json "$OUT/gpu_step_3b_full.json" --variants $VF
 want step_3b && stage step_3b step_3b 220 python3 benchmarks/gpu_step.py --model nexa_3b --layers 4 \
   --json "$OUT/gpu_step_3b.json" --profile ${PROFILE_3B:-zero3 amp} --profile-out "$OUT/profile_3b.txt" --variants $V3
 want step_7b && stage step_7b step_7b 80 python3 benchmarks/gpu_step.py --model nexa_7b --layers 4 \
   --json "$OUT/gpu_step_7b.json" --variants $V7
-want step_3b_deep && stage step_3b_deep step_3b_deep 70 python3 benchmarks/gpu_step.py --model nexa_3b \
-  --layers "${DEEP_LAYERS:-12}" --json "$OUT/gpu_step_3b_deep.json" --variants $VD
 
 if want pretrain && [ -f data_out/massbank_v2/manifest.json ]; then
   RUN=/tmp/nexa_gpu_run; rm -rf "$RUN"
@@ -65,5 +66,5 @@ fi
 
 echo; [ -f "$OUT/pytest.log" ] && echo "=== pytest" && grep -E "passed|failed|error|skipped|relative error|^FAILED|^SKIPPED" "$OUT/pytest.log" | tail -15
 [ -f "$OUT/pretrain.log" ] && { echo "=== pretrain"; grep -E "^===|resume|final|rror|^step +[0-9]+" "$OUT/pretrain.log" | tail -14; }
-for w in 3b 7b 3b_deep; do [ -f "$OUT/step_$w.log" ] || continue; echo "=== gpu_step $w"; sed -n '/ width, [0-9]* layers/,$p' "$OUT/step_$w.log"; grep -E "Error|error" "$OUT/step_$w.log" | tail -3; done
+for w in 3b_full 3b 7b; do [ -f "$OUT/step_$w.log" ] || continue; echo "=== gpu_step $w"; sed -n '/ width, [0-9]* layers/,$p' "$OUT/step_$w.log"; grep -E "Error|error" "$OUT/step_$w.log" | tail -3; done
 cat "$OUT/summary.txt"

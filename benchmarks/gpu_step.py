@@ -219,7 +219,7 @@ def build_plain(cfg, variant: Variant):
 
 
 def build_engine(cfg, ds_path, variant: Variant):
-    from megatron_nexa.engine.setup import build
+    from megatron_nexa.engine.setup import build, destroy
     from megatron_nexa.losses import pretraining_terms
 
     built = build(cfg, ds_path)
@@ -237,7 +237,7 @@ def build_engine(cfg, ds_path, variant: Variant):
         engine.step()
 
     def close():
-        engine.destroy()
+        destroy(engine)
 
     return engine, (forward, backward, update), close
 

@@ -66,3 +66,21 @@ def build(cfg: RunConfig, ds_config_path: str) -> Built:
         lr_scheduler=lambda opt: WarmupCosine(opt, cfg.optim, cfg.train.train_steps))
     torch.manual_seed(cfg.train.seed + dist.get_rank())  # dropout differs across ranks
     return Built(cfg, engine, scheduler, torch.device(engine.device), ds)
+
+
+def destroy(engine) -> None:
+    """``engine.destroy()``, and what it leaves behind. DeepSpeed 0.19's ZeRO-3 keeps each engine alive after
+    ``destroy()``, with its optimiser state (GiBs at the 3B width), through two module-level references: the
+    model stays on ``parameter_offload.FWD_MODULE_STACK``, pushed at set-up and never popped, and the parameter
+    coordinator's ``lru_cache`` of which parameters to release is keyed on the engine's modules. Both go here,
+    so that a process can build engine after engine (benchmarks, sweeps, notebooks) without running out."""
+    from deepspeed.runtime.zero import parameter_offload, partitioned_param_coordinator
+
+    module = engine.module
+    engine.destroy()
+    parameter_offload.FWD_MODULE_STACK[:] = [m for m in parameter_offload.FWD_MODULE_STACK if m is not module]
+    coordinator = partitioned_param_coordinator.PartitionedParameterCoordinator
+    for fn in vars(coordinator).values():  # the lru_cache sits inside DeepSpeed's NVTX wrapper
+        for cell in getattr(fn, "__closure__", None) or ():
+            if hasattr(cell.cell_contents, "cache_clear"):
+                cell.cell_contents.cache_clear()

@@ -139,7 +139,7 @@ def test_zero3_engine_trains_on_nccl(parallel):
     import torch.distributed as dist
 
     from benchmarks.train_step import engine_step, synthetic_batch
-    from megatron_nexa.engine.setup import build
+    from megatron_nexa.engine.setup import build, destroy
 
     cfg = load_config(REPO / "configs/model/small.yaml",
                       ["train.micro_batch_size=16", "train.global_batch_size=16", "optim.warmup_steps=5",
@@ -148,7 +148,7 @@ def test_zero3_engine_trains_on_nccl(parallel):
     assert built.device.type == "cuda" and dist.get_backend() == "nccl"
     data = synthetic_batch(built.cfg, 16, seed=7).to(built.device)
     losses = [engine_step(built, data).item() for _ in range(40)]
-    built.engine.destroy()
+    destroy(built.engine)
     assert all(np.isfinite(losses)), losses
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
 
