@@ -64,6 +64,7 @@ class Variant:
     ds_sections: dict = field(default_factory=dict)  # top-level DeepSpeed config sections added (e.g. compile)
     compile: bool = False  # torch.compile the plain model, or engine.compile() (DeepCompile with ds_sections)
     heads: bool = True  # False (plain only): encoder alone, loss = mean square of its output, no heads
+    cfg_overrides: tuple = ()  # run-config overrides (engine variants: what pretrain_nexa.py would be given)
     note: str = ""
 
 
@@ -101,6 +102,8 @@ VARIANTS = {
     "zero3_deepcompile": Variant(ds_sections={"compile": {"deepcompile": True}}, compile=True,
                                  note="DeepCompile: ZeRO-3 gather/release scheduled in the compiled graph"),
     "zero3_compile": Variant(compile=True, note="engine.compile(): torch.compile of the ZeRO-3 module, no DeepCompile"),
+    "zero3_compile_layers": Variant(cfg_overrides=("train.compile=true",),
+                                    note="train.compile: each layer's forward compiled, ZeRO-3's hooks eager"),
     "zero3_no_overlap": Variant(zero_overrides={"overlap_comm": False},
                                 note="gradient reduction on the compute stream: no side stream to wait for"),
     "zero3_noncontig": Variant(zero_overrides={"contiguous_gradients": False},
@@ -255,7 +258,8 @@ def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: 
     mb = args.micro_batch * variant.batch_factor
     overrides = [f"model.num_layers={args.layers}", f"model.recompute={variant.recompute.value}",
                  f"model.attention_backend={variant.attention.value}",
-                 f"train.micro_batch_size={mb}", f"train.global_batch_size={mb * variant.accumulation}"]
+                 f"train.micro_batch_size={mb}", f"train.global_batch_size={mb * variant.accumulation}",
+                 *variant.cfg_overrides]
     cfg = load_config(REPO / f"configs/model/{args.model}.yaml", overrides)
     seq = cfg.model.max_peaks + 2
     batch = synthetic_batch(cfg, mb).to(DEVICE)

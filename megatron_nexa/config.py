@@ -233,6 +233,7 @@ class TrainConfig:
     max_bad_steps: int = 5  # ... and abort after this many in a row
     spike_factor: float = 3.0  # a loss above spike_factor x its running mean is logged as a spike
     peak_tflops: float | None = None  # per device, for the MFU estimate; None: known GPUs, else no MFU
+    compile: bool = False  # torch.compile each transformer layer (NexaEncoder.compile_layers)
     wandb_mode: WandbMode = WandbMode.OFFLINE
     wandb_project: str = "nexa-spec"
 

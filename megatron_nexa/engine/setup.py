@@ -58,6 +58,8 @@ def build(cfg: RunConfig, ds_config_path: str) -> Built:
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     with deepspeed.zero.Init(config_dict_or_path=ds, enabled=zero_stage(ds) == 3):
         model = NexaSpecForPretraining(cfg.model, NexaEncoder(cfg.model, params_dtype=dtype))
+    if cfg.train.compile:
+        model.encoder.compile_layers()
     if dtype == torch.bfloat16 and zero_stage(ds) != 3:
         model = model.to(torch.bfloat16)  # megatron's torch-norm fallback is built in fp32
     optimizer = build_optimizer(model, cfg.optim)

@@ -66,3 +66,12 @@ class NexaEncoder(nn.Module):
         x = self.embedding(token_type, mz, intensity).transpose(0, 1).contiguous()
         x = self.transformer(x, attention_mask=mask)
         return x.transpose(0, 1)
+
+    def compile_layers(self, **compile_options) -> None:
+        """``torch.compile`` each transformer layer's forward, as torchtitan compiles each block: the layers share
+        one compiled graph (same code, parameters as inputs), in which LayerNorm, bias, GELU and residual adds
+        fuse. Module hooks, such as ZeRO-3's gather and release around each layer, run outside it, eagerly, so
+        the graph never breaks on them; compiling the whole engine instead breaks on every hook and recompiles
+        them per layer."""
+        for layer in self.transformer.layers:
+            layer.forward = torch.compile(layer.forward, **compile_options)

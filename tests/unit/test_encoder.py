@@ -240,3 +240,25 @@ def test_linear_gradients_and_paths():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = linear(x, w, b)
     assert out.dtype == torch.bfloat16 and not isinstance(out.grad_fn, LinearKeepingWeight._backward_cls)
+
+
+def test_compiled_layers_share_one_graph_and_match_eager(parallel, tiny_cfg):
+    from torch._dynamo.utils import counters
+
+    from megatron_nexa.model.encoder import NexaEncoder
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(tiny_cfg.model, num_layers=3)
+    eager, compiled = NexaEncoder(cfg).train(), NexaEncoder(cfg).train()
+    compiled.load_state_dict(eager.state_dict())
+    compiled.compile_layers(backend="aot_eager")
+    inputs = random_batch(2)
+    for model in (eager, compiled):
+        model(*inputs).square().mean().backward()
+    torch.testing.assert_close(compiled(*inputs), eager(*inputs))
+    for (name, a), b in zip(eager.named_parameters(), compiled.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, msg=name)
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])  # three layers, one graph
+    assert set(compiled.state_dict()) == set(eager.state_dict())
