@@ -331,19 +331,20 @@ def environment() -> dict:
 
 def render(rows: list[dict], args, ceiling: float, env: dict) -> str:
     base = next((r for r in rows if r["variant"] == "amp"), None)
+    w = max([16] + [len(r["variant"]) for r in rows])
     lines = [f"{args.model} width, {args.layers} layers, {env['device']}, torch {env['torch']}, deepspeed "
              f"{env['deepspeed']}, megatron-core {env['megatron_core']}; bf16 matmul ceiling {ceiling:.0f} TFLOP/s",
-             f"{'variant':<16} {'mb':>3} {'step ms':>8} {'TFLOP/s':>8} {'MFU':>6} {'MFU/ds':>6} {'x amp':>6} "
+             f"{'variant':<{w}} {'mb':>3} {'step ms':>8} {'TFLOP/s':>8} {'MFU':>6} {'MFU/ds':>6} {'x amp':>6} "
              f"{'fwd':>6} {'bwd':>6} {'upd':>6} {'peak GiB':>8} {'plan GiB':>8} {'waits':>5}"]
     for r in rows:
         if "error" in r:
-            lines.append(f"{r['variant']:<16} failed: {r['error']}")
+            lines.append(f"{r['variant']:<{w}} failed: {r['error']}")
             continue
         ratio = (base["tflops"] / r["tflops"]) if base else float("nan")
         p = r["phases_ms"]
         plan_col, peak_col = (f"{r[k]:8.1f}" if r[k] is not None else f"{'-':>8}" for k in ("plan_gib", "peak_gib"))
         waits_col = f"{sum(r['host_waits'].values()):5d}" if r.get("host_waits") is not None else f"{'-':>5}"
-        lines.append(f"{r['variant']:<16} {r['micro_batch']:>3} {r['step_ms']:8.1f} {r['tflops']:8.0f} "
+        lines.append(f"{r['variant']:<{w}} {r['micro_batch']:>3} {r['step_ms']:8.1f} {r['tflops']:8.0f} "
                      f"{r['mfu']:6.1%} {r['mfu_datasheet']:6.1%} {ratio:6.2f} {p['forward']:6.1f} "
                      f"{p['backward']:6.1f} {p['update']:6.1f} {peak_col} {plan_col} {waits_col}")
     lines.append("x amp: time per model FLOP relative to the AMP baseline (1.00 = as fast; >1 slower). "
