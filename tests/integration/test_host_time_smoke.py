@@ -1,4 +1,4 @@
-"""benchmarks/host_time.py keeps running (its numbers are the benchmark's, not a pass/fail criterion)."""
+"""benchmarks/host_time.py and host_step.py keep running (their numbers are benchmarks, not pass/fail criteria)."""
 import os
 import subprocess
 import sys
@@ -14,3 +14,14 @@ def test_host_time_prints_every_row():
     assert run.returncode == 0, run.stderr[-3000:]
     assert "megatron-core linears (baseline)" in run.stdout and "our layer spec" in run.stdout
     assert "with torch's linear (not shipped)" in run.stdout
+
+
+def test_host_step_prints_every_variant():
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    run = subprocess.run([sys.executable, "benchmarks/host_step.py", "--depths", "1", "2", "--variants", "amp", "zero3",
+                          "--steps", "1", "--repeats", "1"],
+                         cwd=REPO, env={**env, "DS_ACCELERATOR": "cpu"}, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line.split() for line in run.stdout.splitlines() if line.strip().startswith(("amp ", "zero3 "))]
+    assert [r[0] for r in rows] == ["amp", "zero3"] and rows[0][6] == "1.00", run.stdout
+    assert int(rows[1][-2]) > int(rows[0][-2]) > 0, run.stdout  # ZeRO-3 makes more Python calls a layer

@@ -1,0 +1,101 @@
+"""Host time of a full training step, split into a part per layer and a part per step, on this CPU.
+
+    python benchmarks/host_step.py [--depths 4 12] [--variants amp zero2 zero3 zero3_compile_layers]
+
+At the pilot's micro-batches the GPU step is bound by the host (benchmarks/RESULTS.md §8), and a 4-layer
+benchmark weighs the per-step part (embeddings, heads, losses, the optimiser's and ZeRO-3's end-of-step
+work) 9× more than the 36-layer model does. This times ``benchmarks/gpu_step.py``'s variants at the tiny
+width, where the arithmetic is small and the time is mostly the host's, at two depths, and solves
+``time = fixed + depth × per_layer`` for each. The baseline, in the same run, is the plain-PyTorch AMP step
+(``amp``). Time on a shared 2-core machine moves by ±15 % from run to run, so each variant's Python function
+calls per step and per layer are printed too (cProfile): they do not move. Best of ``--repeats`` ×
+``--steps`` steps, one thread.
+"""
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+from benchmarks import gpu_step  # noqa: E402
+from benchmarks._util import best_of  # noqa: E402
+from megatron_nexa.config import load_config  # noqa: E402
+
+
+def built_step(name: str, layers: int, micro_batch: int, tmp: Path):
+    """(step, close) for ``gpu_step`` variant ``name`` at the tiny width and ``layers`` layers."""
+    variant = gpu_step.VARIANTS[name]
+    torch.nn.functional.linear = gpu_step.TORCH_LINEAR  # as gpu_step: each variant starts on torch's own
+    cfg = load_config(gpu_step.REPO / "configs/model/tiny.yaml",
+                      [f"model.num_layers={layers}", "model.recompute=none", f"train.micro_batch_size={micro_batch}",
+                       f"train.global_batch_size={micro_batch}", *variant.cfg_overrides])
+    batch = gpu_step.synthetic_batch(cfg, micro_batch)
+    if variant.engine:
+        _, (fwd, bwd, upd), close = gpu_step.build_engine(cfg, gpu_step.ds_config_file(variant, tmp), variant)
+    else:
+        _, (fwd, bwd, upd), close = gpu_step.build_plain(cfg, variant)
+
+    def step():
+        bwd(fwd(batch))
+        upd()
+
+    return step, close
+
+
+def python_calls(step, steps: int = 5) -> int:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(steps):
+        step()
+    profiler.disable()
+    return pstats.Stats(profiler).total_calls // steps
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--depths", type=int, nargs=2, default=[4, 12])
+    p.add_argument("--variants", nargs="+", default=["amp", "zero2", "zero3", "zero3_compile_layers"],
+                   choices=sorted(gpu_step.VARIANTS))
+    p.add_argument("--micro-batch", type=int, default=4)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    shallow, deep = args.depths
+    ms, calls = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.variants:
+            for depth in args.depths:
+                step, close = built_step(name, depth, args.micro_batch, Path(tmp))
+                for _ in range(3):  # warm-up (and compilation)
+                    step()
+                ms[name, depth] = best_of(lambda: [step() for _ in range(args.steps)], args.repeats) / args.steps * 1e3
+                calls[name, depth] = python_calls(step)
+                close()
+    base = "amp" if "amp" in args.variants else None
+    print(f"host time of a training step (tiny width, micro-batch {args.micro_batch}, CPU, 1 thread, best of "
+          f"{args.repeats} x {args.steps} steps); fixed + per layer solved from {shallow} and {deep} layers:")
+    print(f"  {'variant':<22} {f'{shallow} layers':>10} {f'{deep} layers':>10} {'per layer':>10} {'fixed':>8} "
+          f"{'fixed share at 36':>18} {'x amp at 36':>12} {'calls/layer':>12} {'calls fixed':>12}")
+    at36 = {}
+    for name in args.variants:
+        per_layer = (ms[name, deep] - ms[name, shallow]) / (deep - shallow)
+        fixed = ms[name, shallow] - shallow * per_layer
+        at36[name] = fixed + 36 * per_layer
+        ratio = f"{at36[name] / at36[base]:12.2f}" if base and name in at36 and base in at36 else f"{'-':>12}"
+        calls_per_layer = (calls[name, deep] - calls[name, shallow]) // (deep - shallow)
+        calls_fixed = calls[name, shallow] - shallow * calls_per_layer
+        print(f"  {name:<22} {ms[name, shallow]:8.2f}ms {ms[name, deep]:8.2f}ms {per_layer:8.2f}ms {fixed:6.2f}ms "
+              f"{fixed / at36[name]:18.0%} {ratio} {calls_per_layer:12d} {calls_fixed:12d}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
