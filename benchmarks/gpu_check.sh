@@ -43,11 +43,11 @@ stage() {  # stage NAME LOG SECONDS CMD...: run with a time limit, append to OUT
 
 # Most wanted first (a stage cut off by its time limit keeps the rows it finished: JSON is written per
 # variant); compile variants last (their first steps compile). RESULTS.md §13-15 say what each is to show.
-V3=${VARIANTS_3B:-zero3 amp amp_encoder zero3_mb2x zero3_mb4x zero3_no_overlap zero3_noncontig zero2 amp_compile zero3_compile_layers zero3_compile}
+V3=${VARIANTS_3B:-zero3 amp amp_encoder zero3_nobias zero3_mb4x zero3_noncontig zero2 amp_compile zero3_compile_layers zero3_compile}
 V7=${VARIANTS_7B:-zero3 amp zero3_mb4x}
-VF=${VARIANTS_FULL:-zero3 zero3_compile_layers amp}
+VF=${VARIANTS_FULL:-zero3 zero3_nobias zero3_compile_layers amp}
 want pytest && stage pytest pytest 80 python3 -m pytest -q -s -p no:cacheprovider tests/gpu
-want step_3b_full && stage step_3b_full step_3b_full 200 python3 benchmarks/gpu_step.py --model nexa_3b \
+want step_3b_full && stage step_3b_full step_3b_full 240 python3 benchmarks/gpu_step.py --model nexa_3b \
   --layers "${FULL_LAYERS:-36}" --warmup 3 --steps 10 --json "$OUT/gpu_step_3b_full.json" --variants $VF
 want step_3b && stage step_3b step_3b 220 python3 benchmarks/gpu_step.py --model nexa_3b --layers 4 \
   --json "$OUT/gpu_step_3b.json" --profile ${PROFILE_3B:-zero3 amp} --profile-out "$OUT/profile_3b.txt" --variants $V3

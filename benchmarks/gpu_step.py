@@ -84,6 +84,8 @@ VARIANTS = {
     "zero3_full": Variant(recompute=Recompute.FULL, note="full recompute (the 3B/7B configs' default)"),
     "zero3_selective": Variant(recompute=Recompute.SELECTIVE, note="selective recompute (core attention)"),
     "zero3_local": Variant(attention=AttentionBackend.LOCAL, note="megatron's unfused DotProductAttention"),
+    "zero3_nobias": Variant(cfg_overrides=("model.linear_bias=false",),
+                            note="model.linear_bias false: 8 parameters a layer, not 12 (ZeRO-3's host work is per parameter)"),
     "zero3_persist": Variant(zero_overrides=PERSIST,
                              note="every parameter persistent: ZeRO-3 without gather/release"),
     "zero3_mb2x": Variant(batch_factor=2, note="twice the micro-batch"),

@@ -61,7 +61,7 @@ def python_calls(step, steps: int = 5) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--depths", type=int, nargs=2, default=[4, 12])
-    p.add_argument("--variants", nargs="+", default=["amp", "zero2", "zero3", "zero3_compile_layers"],
+    p.add_argument("--variants", nargs="+", default=["amp", "zero2", "zero3", "zero3_nobias", "zero3_compile_layers"],
                    choices=sorted(gpu_step.VARIANTS))
     p.add_argument("--micro-batch", type=int, default=4)
     p.add_argument("--steps", type=int, default=10)

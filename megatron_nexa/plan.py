@@ -39,7 +39,9 @@ def count_parameters(cfg: ModelConfig) -> ParameterCount:
 
 
 def transformer_parameters_formula(cfg: ModelConfig) -> int:
-    """Closed form per layer: QKV + proj + FC1 + FC2 with biases, two LayerNorms; plus the final LN."""
+    """Closed form per layer: QKV + proj + FC1 + FC2 (with their biases if ``linear_bias``), two LayerNorms;
+    plus the final LN."""
     h, f = cfg.hidden_size, cfg.ffn_hidden_size
-    per_layer = (3 * h * h + 3 * h) + (h * h + h) + (h * f + f) + (f * h + h) + 4 * h
+    biases = (3 * h + h + f + h) if cfg.linear_bias else 0
+    per_layer = 3 * h * h + h * h + h * f + f * h + biases + 4 * h
     return cfg.num_layers * per_layer + 2 * h

@@ -18,8 +18,8 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.heads, self.head_dim = cfg.num_attention_heads, cfg.head_dim
         self.dropout_p = cfg.attention_dropout
-        self.linear_qkv = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
-        self.linear_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.linear_qkv = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size, bias=cfg.linear_bias)
+        self.linear_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=cfg.linear_bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, s, _ = x.shape
@@ -32,8 +32,8 @@ class SelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.linear_fc1 = nn.Linear(cfg.hidden_size, cfg.ffn_hidden_size)
-        self.linear_fc2 = nn.Linear(cfg.ffn_hidden_size, cfg.hidden_size)
+        self.linear_fc1 = nn.Linear(cfg.hidden_size, cfg.ffn_hidden_size, bias=cfg.linear_bias)
+        self.linear_fc2 = nn.Linear(cfg.ffn_hidden_size, cfg.hidden_size, bias=cfg.linear_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear_fc2(F.gelu(self.linear_fc1(x)))

@@ -175,3 +175,28 @@ def test_embed_api_on_massbank(hf_dir):
     with pytest.warns(UserWarning, match="1 spectra could not be embedded") as caught_pooled:
         megatron_nexa.inference.embed_pooled(bad, hf_dir)
     assert {w.filename for w in (*caught, *caught_pooled)} == {__file__}  # the warning points at the caller
+
+
+def test_hf_export_without_linear_biases(parallel, massbank, tmp_path):
+    """``model.linear_bias: false`` (8 parameters a layer, not 12) survives the export: same outputs under HF."""
+    from megatron_nexa.config import load_config
+    from megatron_nexa.convert.to_hf import write_hf
+    from megatron_nexa.model.encoder import NexaEncoder
+    from megatron_nexa.model.layer_specs import canonical_state_dict
+    from megatron_nexa.model.pretraining import NexaSpecForPretraining
+
+    cfg = load_config(REPO / "configs/test_tiny.yaml", ["model.linear_bias=false"]).model
+    torch.manual_seed(0)
+    training = NexaSpecForPretraining(cfg, NexaEncoder(cfg)).eval()
+    state = canonical_state_dict(training.state_dict())
+    assert not any(k.endswith(("linear_qkv.bias", "linear_fc1.bias")) for k in state)
+    write_hf(state, cfg, tmp_path / "hf")
+    batch = spectra_batch(massbank)
+    np.savez(tmp_path / "in.npz", **batch)
+    run("-c", HF_ONLY, str(tmp_path / "hf"), str(tmp_path / "in.npz"), str(tmp_path / "out.npz"))
+    hf = np.load(tmp_path / "out.npz")
+    with torch.no_grad():
+        ours = training(*[torch.from_numpy(batch[f]) for f in ("token_type", "mz", "intensity", "segment")])
+    real = batch["token_type"] != 0
+    assert np.abs(hf["hidden"][real] - ours.hidden.numpy()[real]).max() <= 1e-5
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["linear_bias"] is False

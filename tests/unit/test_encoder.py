@@ -124,13 +124,14 @@ def test_recompute_gives_identical_gradients(parallel, tiny_cfg):
             torch.testing.assert_close(grads[recompute][name], g, rtol=0, atol=0, msg=name)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_megatron_encoder_equals_reference(parallel, tiny_cfg, backend):
+@pytest.mark.parametrize("backend, linear_bias", [(AttentionBackend.SDPA, True), (AttentionBackend.LOCAL, True),
+                                                  (AttentionBackend.SDPA, False)])
+def test_megatron_encoder_equals_reference(parallel, tiny_cfg, backend, linear_bias):
     from megatron_nexa.model.encoder import NexaEncoder
     from megatron_nexa.model.layer_specs import canonical_state_dict
     from megatron_nexa.model.reference import ReferenceEncoder
 
-    cfg = dataclasses.replace(tiny_cfg.model, attention_backend=backend)
+    cfg = dataclasses.replace(tiny_cfg.model, attention_backend=backend, linear_bias=linear_bias)
     torch.manual_seed(0)
     megatron = NexaEncoder(cfg).eval()
     reference = ReferenceEncoder(cfg).eval()

@@ -9,12 +9,12 @@ from megatron_nexa.plan import count_parameters, transformer_parameters_formula
 from tests.conftest import REPO
 
 
-@pytest.mark.parametrize("name", ["tiny", "small"])
-def test_meta_count_equals_real_megatron_model(parallel, name):
+@pytest.mark.parametrize("name, linear_bias", [("tiny", True), ("small", True), ("tiny", False)])
+def test_meta_count_equals_real_megatron_model(parallel, name, linear_bias):
     from megatron_nexa.model.encoder import NexaEncoder
     from megatron_nexa.model.pretraining import NexaSpecForPretraining
 
-    cfg = load_config(REPO / f"configs/model/{name}.yaml").model
+    cfg = load_config(REPO / f"configs/model/{name}.yaml", [f"model.linear_bias={str(linear_bias).lower()}"]).model
     real = NexaSpecForPretraining(cfg, NexaEncoder(cfg))
     count = count_parameters(cfg)
     assert count.total == sum(p.numel() for p in real.parameters())
