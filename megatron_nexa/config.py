@@ -74,8 +74,8 @@ class ModelConfig:
     attention_dropout: float = 0.0
     layernorm_epsilon: float = 1e-5
     init_method_std: float = 0.02
-    # Biases in the layers' four linears (Megatron-LM's --disable-bias-linear is False). Without them a layer has
-    # 8 parameters, not 12, and ZeRO-3's per-parameter host work per layer falls (benchmarks/RESULTS.md §18).
+    # Biases in each layer's four linears (false: Megatron-LM's --disable-bias-linear). Without them a layer has 8
+    # parameter tensors, not 12, and ZeRO-3's per-parameter host work per layer falls (benchmarks/RESULTS.md §18).
     linear_bias: bool = True
     attention_backend: AttentionBackend = AttentionBackend.SDPA
     recompute: Recompute = Recompute.NONE
