@@ -256,23 +256,33 @@ def plan_gib(cfg, variant: Variant, micro_batch: int) -> float | None:
     return plan(cfg.model, cluster)["memory_gib"][stage]["total"]
 
 
-def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: Path | None) -> dict:
-    mb = args.micro_batch * variant.batch_factor
-    overrides = [f"model.num_layers={args.layers}", f"model.recompute={variant.recompute.value}",
+def variant_config(model: str, layers: int, micro_batch: int, variant: Variant):
+    """The run config of ``variant`` at ``configs/model/<model>.yaml``'s width (micro-batch before its factor)."""
+    mb = micro_batch * variant.batch_factor
+    overrides = [f"model.num_layers={layers}", f"model.recompute={variant.recompute.value}",
                  f"model.attention_backend={variant.attention.value}",
                  f"train.micro_batch_size={mb}", f"train.global_batch_size={mb * variant.accumulation}",
                  *variant.cfg_overrides]
-    cfg = load_config(REPO / f"configs/model/{args.model}.yaml", overrides)
-    seq = cfg.model.max_peaks + 2
+    return load_config(REPO / f"configs/model/{model}.yaml", overrides)
+
+
+def build_variant(cfg, variant: Variant, tmp: Path):
+    """(model, (forward, backward, update), close) of ``variant``, on torch's own ``F.linear`` whatever an
+    earlier engine variant left in its place."""
+    torch.nn.functional.linear = TORCH_LINEAR
+    if variant.engine:
+        return build_engine(cfg, ds_config_file(variant, tmp), variant)
+    return build_plain(cfg, variant)
+
+
+def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: Path | None) -> dict:
+    cfg = variant_config(args.model, args.layers, args.micro_batch, variant)
+    mb, seq = cfg.train.micro_batch_size, cfg.model.max_peaks + 2
     batch = synthetic_batch(cfg, mb).to(DEVICE)
-    torch.nn.functional.linear = TORCH_LINEAR  # every variant starts on torch's own
     before = release_memory()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        if variant.engine:
-            model, (fwd, bwd, upd), close = build_engine(cfg, ds_config_file(variant, Path(tmp)), variant)
-        else:
-            model, (fwd, bwd, upd), close = build_plain(cfg, variant)
+        model, (fwd, bwd, upd), close = build_variant(cfg, variant, Path(tmp))
         build_s = time.perf_counter() - t0
 
         def step():

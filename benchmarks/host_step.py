@@ -26,21 +26,14 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 from benchmarks import gpu_step  # noqa: E402
 from benchmarks._util import best_of  # noqa: E402
-from megatron_nexa.config import load_config  # noqa: E402
 
 
 def built_step(name: str, layers: int, micro_batch: int, tmp: Path):
     """(step, close) for ``gpu_step`` variant ``name`` at the tiny width and ``layers`` layers."""
     variant = gpu_step.VARIANTS[name]
-    torch.nn.functional.linear = gpu_step.TORCH_LINEAR  # as gpu_step: each variant starts on torch's own
-    cfg = load_config(gpu_step.REPO / "configs/model/tiny.yaml",
-                      [f"model.num_layers={layers}", "model.recompute=none", f"train.micro_batch_size={micro_batch}",
-                       f"train.global_batch_size={micro_batch}", *variant.cfg_overrides])
-    batch = gpu_step.synthetic_batch(cfg, micro_batch)
-    if variant.engine:
-        _, (fwd, bwd, upd), close = gpu_step.build_engine(cfg, gpu_step.ds_config_file(variant, tmp), variant)
-    else:
-        _, (fwd, bwd, upd), close = gpu_step.build_plain(cfg, variant)
+    cfg = gpu_step.variant_config("tiny", layers, micro_batch, variant)
+    batch = gpu_step.synthetic_batch(cfg, cfg.train.micro_batch_size)
+    _, (fwd, bwd, upd), close = gpu_step.build_variant(cfg, variant, tmp)
 
     def step():
         bwd(fwd(batch))

@@ -84,11 +84,8 @@ def pretraining_terms(batch, out, cfg: LossConfig) -> dict[str, torch.Tensor]:
     The total includes ``0 x`` every head output that no term used this batch, so each parameter is in the
     graph on every rank and step: ZeRO-3's partitioned gradient reduction expects that.
     """
-    def masked(target: torch.Tensor) -> torch.Tensor:
-        return target.flatten().index_select(0, batch.masked_index)
-
-    terms = masked_peak_terms(out.mz_logits, out.intensity_logits, masked(batch.mz_target),
-                              masked(batch.intensity_target))
+    terms = masked_peak_terms(out.mz_logits, out.intensity_logits, batch.at_masked(batch.mz_target),
+                              batch.at_masked(batch.intensity_target))
     unused = [out.retention_logit.sum(), out.contrastive.sum(), out.cls_mz_logits.sum()]
     if cfg.retention_order > 0:
         logit, label = retention_order_logits(batch, out.retention_logit)

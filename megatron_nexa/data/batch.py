@@ -59,6 +59,10 @@ class Batch:
         self.view_first, self.view_second = grouped_pairs(self.view_group, "contrastive: view_group")
         self.cls_rows = torch.nonzero(~self.is_pair & (self.peak_weight.sum(-1) > 0)).flatten()
 
+    def at_masked(self, per_token: torch.Tensor) -> torch.Tensor:
+        """A [B, S] per-token tensor's values at the [MASK] tokens, in the masked-peak logits' order."""
+        return per_token.flatten().index_select(0, self.masked_index)
+
     def replace(self, **changes) -> "Batch":
         """A copy with ``changes`` and its indices computed again."""
         return dataclasses.replace(self, **changes, **dict.fromkeys(INDEX_FIELDS))

@@ -203,7 +203,7 @@ class Trainer:
         for _ in range(self.cfg.train.eval_batches):
             batch = next(loader).to(self.built.device)
             out = self.engine(*batch.model_inputs())
-            target = batch.mz_target.flatten()[batch.masked_index]
+            target = batch.at_masked(batch.mz_target)
             keep = target >= 0
             logits, target = out.mz_logits[keep].float(), target[keep]
             n = len(target)
