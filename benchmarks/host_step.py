@@ -13,6 +13,8 @@ calls per step and per layer are printed too (cProfile): they do not move. Best 
 """
 import argparse
 import cProfile
+import dataclasses
+import json
 import os
 import pstats
 import sys
@@ -26,12 +28,37 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 from benchmarks import gpu_step  # noqa: E402
 from benchmarks._util import best_of  # noqa: E402
+from megatron_nexa.config import load_config  # noqa: E402
+from megatron_nexa.plan import transformer_parameters_formula  # noqa: E402
+
+# DeepSpeed settings counted in parameter elements: scaled with the layer's size (``at_width``).
+NUMEL_KEYS = ("stage3_param_persistence_threshold", "stage3_max_live_parameters", "stage3_max_reuse_distance",
+              "stage3_prefetch_bucket_size", "reduce_bucket_size", "allgather_bucket_size")
 
 
-def built_step(name: str, layers: int, micro_batch: int, tmp: Path):
-    """(step, close) for ``gpu_step`` variant ``name`` at the tiny width and ``layers`` layers."""
+def layer_numel(model_cfg) -> int:
+    return (transformer_parameters_formula(model_cfg) - 2 * model_cfg.hidden_size) // model_cfg.num_layers
+
+
+def at_width(variant: gpu_step.Variant, cfg, width: str = "nexa_3b") -> gpu_step.Variant:
+    """``variant`` with its DeepSpeed element counts scaled by the tiny layer's size over ``width``'s, so that
+    the tiny model is partitioned, kept, prefetched and bucketed as the 3B is. At DeepSpeed's own numbers every
+    tiny parameter is under the persistence threshold (10^6 elements): ZeRO-3 would never gather one."""
+    if not variant.engine:
+        return variant
+    ratio = layer_numel(cfg.model) / layer_numel(load_config(gpu_step.REPO / f"configs/model/{width}.yaml").model)
+    ds = json.loads((gpu_step.REPO / f"ds_configs/{variant.ds_config}.json").read_text())
+    zero = {**ds["zero_optimization"], **variant.zero_overrides}
+    scaled = {k: max(1, round(zero[k] * ratio)) for k in NUMEL_KEYS if k in zero}
+    return dataclasses.replace(variant, zero_overrides={**variant.zero_overrides, **scaled})
+
+
+def built_step(name: str, layers: int, micro_batch: int, tmp: Path, scaled: bool = True):
+    """(step, close) for ``gpu_step`` variant ``name`` at the tiny width and ``layers`` layers; ``scaled``: with
+    DeepSpeed's element counts scaled to the tiny width (``at_width``)."""
     variant = gpu_step.VARIANTS[name]
     cfg = gpu_step.variant_config("tiny", layers, micro_batch, variant)
+    variant = at_width(variant, cfg) if scaled else variant
     batch = gpu_step.synthetic_batch(cfg, cfg.train.micro_batch_size)
     _, (fwd, bwd, upd), close = gpu_step.build_variant(cfg, variant, tmp)
 
@@ -59,6 +86,8 @@ def main(argv=None) -> int:
     p.add_argument("--micro-batch", type=int, default=4)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--unscaled", action="store_true",
+                   help="DeepSpeed's element counts as in ds_configs/ (at the tiny width: no parameter partitioned)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     shallow, deep = args.depths
@@ -66,15 +95,17 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.variants:
             for depth in args.depths:
-                step, close = built_step(name, depth, args.micro_batch, Path(tmp))
+                step, close = built_step(name, depth, args.micro_batch, Path(tmp), not args.unscaled)
                 for _ in range(3):  # warm-up (and compilation)
                     step()
                 ms[name, depth] = best_of(lambda: [step() for _ in range(args.steps)], args.repeats) / args.steps * 1e3
                 calls[name, depth] = python_calls(step)
                 close()
     base = "amp" if "amp" in args.variants else None
+    numbers = "as in ds_configs/" if args.unscaled else "scaled to the tiny layer (partitioned as the 3B)"
     print(f"host time of a training step (tiny width, micro-batch {args.micro_batch}, CPU, 1 thread, best of "
-          f"{args.repeats} x {args.steps} steps); fixed + per layer solved from {shallow} and {deep} layers:")
+          f"{args.repeats} x {args.steps} steps; DeepSpeed's element counts {numbers}); fixed + per layer solved "
+          f"from {shallow} and {deep} layers:")
     print(f"  {'variant':<22} {f'{shallow} layers':>10} {f'{deep} layers':>10} {'per layer':>10} {'fixed':>8} "
           f"{'fixed share at 36':>18} {'x amp at 36':>12} {'calls/layer':>12} {'calls fixed':>12}")
     at36 = {}

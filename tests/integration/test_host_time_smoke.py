@@ -1,4 +1,5 @@
 """benchmarks/host_time.py and host_step.py keep running (their numbers are benchmarks, not pass/fail criteria)."""
+import json
 import os
 import subprocess
 import sys
@@ -25,3 +26,34 @@ def test_host_step_prints_every_variant():
     rows = [line.split() for line in run.stdout.splitlines() if line.strip().startswith(("amp ", "zero3 "))]
     assert [r[0] for r in rows] == ["amp", "zero3"] and rows[0][6] == "1.00", run.stdout
     assert int(rows[1][-2]) > int(rows[0][-2]) > 0, run.stdout  # ZeRO-3 makes more Python calls a layer
+
+
+PARTITIONED = """
+import json, tempfile
+from pathlib import Path
+from benchmarks import gpu_step, host_step
+out = {}
+for scaled in (False, True):
+    variant = gpu_step.VARIANTS["zero3"]
+    cfg = gpu_step.variant_config("tiny", 2, 4, variant)
+    variant = host_step.at_width(variant, cfg) if scaled else variant
+    with tempfile.TemporaryDirectory() as tmp:
+        engine, _, close = gpu_step.build_variant(cfg, variant, Path(tmp))
+        names = [n for n, p in engine.module.named_parameters() if ".layers.0." in n and not p.ds_persist]
+        out[str(scaled)] = sorted(n.split(".layers.0.")[1] for n in names)
+        close()
+print(json.dumps(out))
+"""
+
+
+def test_host_step_partitions_the_tiny_layers_as_the_3b():
+    """At DeepSpeed's own element counts ZeRO-3 keeps every tiny parameter whole (under the persistence threshold);
+    scaled to the tiny layer, it partitions the four weight matrices and keeps biases and norms, as at the 3B."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    run = subprocess.run([sys.executable, "-c", PARTITIONED], cwd=REPO, env={**env, "DS_ACCELERATOR": "cpu"},
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    partitioned = json.loads(run.stdout.strip().splitlines()[-1])
+    assert partitioned["False"] == []
+    assert partitioned["True"] == ["mlp.linear_fc1.weight", "mlp.linear_fc2.weight",
+                                   "self_attention.linear_proj.weight", "self_attention.linear_qkv.weight"]
