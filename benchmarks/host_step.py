@@ -1,15 +1,16 @@
 """Host time of a full training step, split into a part per layer and a part per step, on this CPU.
 
-    python benchmarks/host_step.py [--depths 4 12] [--variants amp zero2 zero3 zero3_compile_layers]
+    python benchmarks/host_step.py [--depths 4 12] [--variants amp zero2 zero3 zero3_compile_layers] [--unscaled]
 
 At the pilot's micro-batches the GPU step is bound by the host (benchmarks/RESULTS.md §8), and a 4-layer
 benchmark weighs the per-step part (embeddings, heads, losses, the optimiser's and ZeRO-3's end-of-step
 work) 9× more than the 36-layer model does. This times ``benchmarks/gpu_step.py``'s variants at the tiny
 width, where the arithmetic is small and the time is mostly the host's, at two depths, and solves
-``time = fixed + depth × per_layer`` for each. The baseline, in the same run, is the plain-PyTorch AMP step
-(``amp``). Time on a shared 2-core machine moves by ±15 % from run to run, so each variant's Python function
-calls per step and per layer are printed too (cProfile): they do not move. Best of ``--repeats`` ×
-``--steps`` steps, one thread.
+``time = fixed + depth × per_layer`` for each. DeepSpeed's settings counted in elements are scaled to the
+tiny layer, so that ZeRO-3 partitions it as it does the 3B (``at_width``). The baseline, in the same run, is
+the plain-PyTorch AMP step (``amp``). Time on a shared 2-core machine moves by ±15 % from run to run, so each
+variant's Python function calls per step and per layer are printed too (cProfile): they do not move. Best of
+``--repeats`` × ``--steps`` steps, one thread.
 """
 import argparse
 import cProfile
