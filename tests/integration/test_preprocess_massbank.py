@@ -56,7 +56,8 @@ def test_resume_after_kill_9_is_identical(reference, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)  # the whole process group, workers included
             kills += 1
         proc.wait()
-        assert not (tmp_path / "massbank_v1/manifest.json").exists() or proc.returncode == 0
+        if (tmp_path / "massbank_v1/manifest.json").exists():  # written last: a kill after it leaves a whole dataset
+            assert verify(str(tmp_path / "massbank_v1")) == [], proc.returncode
     subprocess.run(cli(tmp_path), check=True, cwd=REPO)
     assert kills >= 2
     assert (tmp_path / "massbank_v1/manifest.json").read_text() == (reference / "manifest.json").read_text()
