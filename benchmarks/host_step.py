@@ -30,15 +30,11 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 from benchmarks import gpu_step  # noqa: E402
 from benchmarks._util import best_of  # noqa: E402
 from megatron_nexa.config import load_config  # noqa: E402
-from megatron_nexa.plan import transformer_parameters_formula  # noqa: E402
+from megatron_nexa.plan import layer_parameters_formula  # noqa: E402
 
 # DeepSpeed settings counted in parameter elements: scaled with the layer's size (``at_width``).
 NUMEL_KEYS = ("stage3_param_persistence_threshold", "stage3_max_live_parameters", "stage3_max_reuse_distance",
               "stage3_prefetch_bucket_size", "reduce_bucket_size", "allgather_bucket_size")
-
-
-def layer_numel(model_cfg) -> int:
-    return (transformer_parameters_formula(model_cfg) - 2 * model_cfg.hidden_size) // model_cfg.num_layers
 
 
 def at_width(variant: gpu_step.Variant, cfg, width: str = "nexa_3b") -> gpu_step.Variant:
@@ -47,7 +43,8 @@ def at_width(variant: gpu_step.Variant, cfg, width: str = "nexa_3b") -> gpu_step
     tiny parameter is under the persistence threshold (10^6 elements): ZeRO-3 would never gather one."""
     if not variant.engine:
         return variant
-    ratio = layer_numel(cfg.model) / layer_numel(load_config(gpu_step.REPO / f"configs/model/{width}.yaml").model)
+    ratio = layer_parameters_formula(cfg.model) / layer_parameters_formula(
+        load_config(gpu_step.REPO / f"configs/model/{width}.yaml").model)
     ds = json.loads((gpu_step.REPO / f"ds_configs/{variant.ds_config}.json").read_text())
     zero = {**ds["zero_optimization"], **variant.zero_overrides}
     scaled = {k: max(1, round(zero[k] * ratio)) for k in NUMEL_KEYS if k in zero}

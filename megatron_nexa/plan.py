@@ -38,10 +38,13 @@ def count_parameters(cfg: ModelConfig) -> ParameterCount:
                           heads=n(model) - n(model.encoder))
 
 
-def transformer_parameters_formula(cfg: ModelConfig) -> int:
-    """Closed form per layer: QKV + proj + FC1 + FC2 (with their biases if ``linear_bias``), two LayerNorms;
-    plus the final LN."""
+def layer_parameters_formula(cfg: ModelConfig) -> int:
+    """Closed form of one layer: QKV + proj + FC1 + FC2 (with their biases if ``linear_bias``), two LayerNorms."""
     h, f = cfg.hidden_size, cfg.ffn_hidden_size
     biases = (3 * h + h + f + h) if cfg.linear_bias else 0
-    per_layer = 3 * h * h + h * h + h * f + f * h + biases + 4 * h
-    return cfg.num_layers * per_layer + 2 * h
+    return 3 * h * h + h * h + h * f + f * h + biases + 4 * h
+
+
+def transformer_parameters_formula(cfg: ModelConfig) -> int:
+    """Every layer, plus the final LN."""
+    return cfg.num_layers * layer_parameters_formula(cfg) + 2 * cfg.hidden_size
