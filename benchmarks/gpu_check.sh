@@ -14,7 +14,8 @@
 #    then (stage resume) the same command again with more steps, which must resume from the checkpoint.
 # Each stage has its own time limit; logs and JSON go to OUT_DIR; the tables are printed last.
 # STAGES picks stages (default: pytest step_3b_full step_3b step_7b pretrain; resume also exists); VARIANTS_3B,
-# VARIANTS_7B, VARIANTS_FULL and PROFILE_3B override gpu_step's variant lists.
+# VARIANTS_7B, VARIANTS_FULL and PROFILE_3B override gpu_step's variant lists (PROFILE_3B=' ': no profile);
+# LIMIT_PYTEST, LIMIT_3B_FULL, LIMIT_3B, LIMIT_7B, LIMIT_PRETRAIN override the stages' time limits (seconds).
 set -u
 OUT=$(realpath -m "${1:-gpu_out}")
 mkdir -p "$OUT"
@@ -46,12 +47,12 @@ stage() {  # stage NAME LOG SECONDS CMD...: run with a time limit, append to OUT
 V3=${VARIANTS_3B:-zero3 amp amp_encoder zero3_nobias zero3_mb4x zero3_noncontig zero2 amp_compile zero3_compile_layers zero3_compile}
 V7=${VARIANTS_7B:-zero3 amp zero3_mb4x}
 VF=${VARIANTS_FULL:-zero3 zero3_nobias zero3_compile_layers amp}
-want pytest && stage pytest pytest 80 python3 -m pytest -q -s -p no:cacheprovider tests/gpu
-want step_3b_full && stage step_3b_full step_3b_full 240 python3 benchmarks/gpu_step.py --model nexa_3b \
+want pytest && stage pytest pytest "${LIMIT_PYTEST:-80}" python3 -m pytest -q -s -p no:cacheprovider tests/gpu
+want step_3b_full && stage step_3b_full step_3b_full "${LIMIT_3B_FULL:-240}" python3 benchmarks/gpu_step.py --model nexa_3b \
   --layers "${FULL_LAYERS:-36}" --warmup 3 --steps 10 --json "$OUT/gpu_step_3b_full.json" --variants $VF
-want step_3b && stage step_3b step_3b 220 python3 benchmarks/gpu_step.py --model nexa_3b --layers 4 \
+want step_3b && stage step_3b step_3b "${LIMIT_3B:-220}" python3 benchmarks/gpu_step.py --model nexa_3b --layers 4 \
   --json "$OUT/gpu_step_3b.json" --profile ${PROFILE_3B:-zero3 amp} --profile-out "$OUT/profile_3b.txt" --variants $V3
-want step_7b && stage step_7b step_7b 80 python3 benchmarks/gpu_step.py --model nexa_7b --layers 4 \
+want step_7b && stage step_7b step_7b "${LIMIT_7B:-80}" python3 benchmarks/gpu_step.py --model nexa_7b --layers 4 \
   --json "$OUT/gpu_step_7b.json" --variants $V7
 
 if want pretrain && [ -f data_out/massbank_v2/manifest.json ]; then
@@ -60,7 +61,7 @@ if want pretrain && [ -f data_out/massbank_v2/manifest.json ]; then
     --ds_config ds_configs/zero3.json --config configs/demo.yaml --train.run_dir="$RUN"
     --train.micro_batch_size=64 --train.global_batch_size=64 --train.wandb_mode=disabled
     --train.eval_interval=100 --train.save_interval=100 --train.log_interval=25)
-  stage pretrain pretrain 80 "${PRETRAIN[@]}" --train.train_steps=200
+  stage pretrain pretrain "${LIMIT_PRETRAIN:-80}" "${PRETRAIN[@]}" --train.train_steps=200
   want resume && stage pretrain_resume pretrain 60 "${PRETRAIN[@]}" --train.train_steps=250
 fi
 
