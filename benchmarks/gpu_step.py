@@ -65,6 +65,7 @@ class Variant:
     compile: bool = False  # torch.compile the plain model, or engine.compile() (DeepCompile with ds_sections)
     heads: bool = True  # False (plain only): encoder alone, loss = mean square of its output, no heads
     cfg_overrides: tuple = ()  # run-config overrides (engine variants: what pretrain_nexa.py would be given)
+    head_dim: int = 0  # > 0: as many attention heads as give this head size at the model's width (same FLOPs)
     note: str = ""
 
 
@@ -110,6 +111,9 @@ VARIANTS = {
                                 note="gradient reduction on the compute stream: no side stream to wait for"),
     "zero3_noncontig": Variant(zero_overrides={"contiguous_gradients": False},
                                note="no copy of each gradient into a contiguous bucket (9 ms of copies at mb 128)"),
+    "zero3_nobias_compile_layers": Variant(cfg_overrides=("model.linear_bias=false", "train.compile=true"),
+                                           note="zero3_nobias and zero3_compile_layers together"),
+    "zero3_hd64": Variant(head_dim=64, note="head size 64 (3B: 36 heads, not the card's 32 of size 72)"),
     "zero2": Variant(ds_config="zero2", note="ds_configs/zero2.json"),
     "zero1": Variant(ds_config="zero1", note="ds_configs/zero1.json"),
 }
@@ -263,7 +267,11 @@ def variant_config(model: str, layers: int, micro_batch: int, variant: Variant):
                  f"model.attention_backend={variant.attention.value}",
                  f"train.micro_batch_size={mb}", f"train.global_batch_size={mb * variant.accumulation}",
                  *variant.cfg_overrides]
-    return load_config(REPO / f"configs/model/{model}.yaml", overrides)
+    cfg = load_config(REPO / f"configs/model/{model}.yaml", overrides)
+    if variant.head_dim:
+        overrides.append(f"model.num_attention_heads={cfg.model.hidden_size // variant.head_dim}")
+        cfg = load_config(REPO / f"configs/model/{model}.yaml", overrides)
+    return cfg
 
 
 def build_variant(cfg, variant: Variant, tmp: Path):
