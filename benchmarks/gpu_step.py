@@ -66,6 +66,7 @@ class Variant:
     heads: bool = True  # False (plain only): encoder alone, loss = mean square of its output, no heads
     cfg_overrides: tuple = ()  # run-config overrides (engine variants: what pretrain_nexa.py would be given)
     head_dim: int = 0  # > 0: as many attention heads as give this head size at the model's width (same FLOPs)
+    no_gather_sync: bool = False  # one GPU: ZeRO-3's no-gather handles skip their full stream sync (see below)
     note: str = ""
 
 
@@ -114,6 +115,11 @@ VARIANTS = {
     "zero3_nobias_compile_layers": Variant(cfg_overrides=("model.linear_bias=false", "train.compile=true"),
                                            note="zero3_nobias and zero3_compile_layers together"),
     "zero3_hd64": Variant(head_dim=64, note="head size 64 (3B: 36 heads, not the card's 32 of size 72)"),
+    "zero3_nogathersync": Variant(no_gather_sync=True,
+                                  note="one GPU only: ZeRO-3's 'gather' of a whole parameter without the host sync"),
+    "zero3_nobias_compile_layers_nogathersync": Variant(
+        cfg_overrides=("model.linear_bias=false", "train.compile=true"), no_gather_sync=True,
+        note="zero3_nobias_compile_layers and zero3_nogathersync together"),
     "zero2": Variant(ds_config="zero2", note="ds_configs/zero2.json"),
     "zero1": Variant(ds_config="zero1", note="ds_configs/zero1.json"),
 }
@@ -227,10 +233,39 @@ def build_plain(cfg, variant: Variant):
     return model, (forward, backward, update), lambda: None
 
 
+def no_gather_waits_without_sync():
+    """Undo-able patch. With one rank ZeRO-3 'gathers' a parameter by a no-op ``.to(device)`` and its handle's
+    ``wait()`` then synchronises the host with the all-gather stream, once per fetched module (DeepSpeed 0.19,
+    ``partition_parameters.NoGather*Handle``); the fetch already orders the compute stream after that stream
+    (``wait_stream``). On 16 GPUs the real all-gather handle has no such sync, so a one-GPU step timed with it
+    drains the GPU ~1.4 times a layer that the pilot will not. Returns the function that restores DeepSpeed's."""
+    from deepspeed.runtime.zero import partition_parameters as pp
+
+    def single(self, **kwargs):
+        if not self._NoGatherHandle__complete:
+            self._NoGatherHandle__param.ds_status = pp.ZeroParamStatus.AVAILABLE
+            self._NoGatherHandle__complete = True
+
+    def coalesced(self, **kwargs):
+        if not self._NoGatherCoalescedHandle__complete:
+            for param in self._NoGatherCoalescedHandle__params:
+                assert param.ds_status == pp.ZeroParamStatus.INFLIGHT, param.ds_summary()
+                param.ds_status = pp.ZeroParamStatus.AVAILABLE
+            self._NoGatherCoalescedHandle__complete = True
+
+    saved = pp.NoGatherHandle.wait, pp.NoGatherCoalescedHandle.wait
+    pp.NoGatherHandle.wait, pp.NoGatherCoalescedHandle.wait = single, coalesced
+
+    def restore():
+        pp.NoGatherHandle.wait, pp.NoGatherCoalescedHandle.wait = saved
+    return restore
+
+
 def build_engine(cfg, ds_path, variant: Variant):
     from megatron_nexa.engine.setup import build, destroy
     from megatron_nexa.losses import pretraining_terms
 
+    restore = no_gather_waits_without_sync() if variant.no_gather_sync else (lambda: None)
     built = build(cfg, ds_path)
     engine = built.engine
     if variant.compile:
@@ -247,6 +282,7 @@ def build_engine(cfg, ds_path, variant: Variant):
 
     def close():
         destroy(engine)
+        restore()
 
     return engine, (forward, backward, update), close
 
