@@ -238,7 +238,8 @@ def no_gather_waits_without_sync():
     ``wait()`` then synchronises the host with the all-gather stream, once per fetched module (DeepSpeed 0.19,
     ``partition_parameters.NoGather*Handle``); the fetch already orders the compute stream after that stream
     (``wait_stream``). On 16 GPUs the real all-gather handle has no such sync, so a one-GPU step timed with it
-    drains the GPU ~1.4 times a layer that the pilot will not. Returns the function that restores DeepSpeed's."""
+    drains the GPU where the pilot will not (47 times a step at 36 layers, RESULTS §20). Returns the function
+    that restores DeepSpeed's."""
     from deepspeed.runtime.zero import partition_parameters as pp
 
     def single(self, **kwargs):
@@ -266,7 +267,11 @@ def build_engine(cfg, ds_path, variant: Variant):
     from megatron_nexa.losses import pretraining_terms
 
     restore = no_gather_waits_without_sync() if variant.no_gather_sync else (lambda: None)
-    built = build(cfg, ds_path)
+    try:
+        built = build(cfg, ds_path)
+    except BaseException:
+        restore()
+        raise
     engine = built.engine
     if variant.compile:
         engine.compile()
@@ -329,42 +334,44 @@ def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: 
         model, (fwd, bwd, upd), close = build_variant(cfg, variant, Path(tmp))
         build_s = time.perf_counter() - t0
 
-        def step():
-            bwd(fwd(batch))
-            upd()
+        try:  # an engine that fails mid-run (out of memory, say) is freed too, and any patch undone
+            def step():
+                bwd(fwd(batch))
+                upd()
 
-        seconds = time_steps(step, args.warmup, args.steps)
-        f_linear = "torch" if torch.nn.functional.linear is TORCH_LINEAR else torch.nn.functional.linear.__module__
-        peak = (torch.cuda.max_memory_allocated() - before) / GiB if CUDA else None
-        waits = host_waits(step)
-        phases = phase_times([("forward", lambda _: fwd(batch)), ("backward", bwd), ("update", upd)])
-        if profile_out is not None:  # appended: one file for every profiled variant (8 files come back)
-            from torch.profiler import ProfilerActivity, profile
+            seconds = time_steps(step, args.warmup, args.steps)
+            f_linear = "torch" if torch.nn.functional.linear is TORCH_LINEAR else torch.nn.functional.linear.__module__
+            peak = (torch.cuda.max_memory_allocated() - before) / GiB if CUDA else None
+            waits = host_waits(step)
+            phases = phase_times([("forward", lambda _: fwd(batch)), ("backward", bwd), ("update", upd)])
+            if profile_out is not None:  # appended: one file for every profiled variant (8 files come back)
+                from torch.profiler import ProfilerActivity, profile
 
-            stack = args.profile_stack > 0
-            with profile(activities=[ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * CUDA,
-                         with_stack=stack, record_shapes=stack) as prof:
-                for _ in range(3):
-                    step()
-                sync()
-            device_time = "self_cuda_time_total" if CUDA else "self_cpu_time_total"
-            table = prof.key_averages()
-            by_device = table.table(sort_by=device_time, row_limit=40)
-            with profile_out.open("a") as f:
-                f.write(f"# {args.model} x{args.layers} layers, variant {name}, 3 steps\n\n{by_device}\n\n"
-                        + table.table(sort_by="cpu_time_total", row_limit=40) + "\n\n")
-                if stack:  # where the device time is spent: by calling Python lines, then by input shapes
-                    f.write(prof.key_averages(group_by_stack_n=args.profile_stack).table(
-                        sort_by=device_time, row_limit=30, max_src_column_width=120) + "\n\n")
-                    f.write(prof.key_averages(group_by_input_shape=True).table(
-                        sort_by=device_time, row_limit=30, max_shapes_column_width=120) + "\n\n")
-            if stack:  # the whole timeline, kernels linked to the Python lines that launched them
-                trace = profile_out.with_name(f"{profile_out.stem}_{name}.trace.json")
-                prof.export_chrome_trace(str(trace))
-                with trace.open("rb") as src, gzip.open(f"{trace}.gz", "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                trace.unlink()
-        close()
+                stack = args.profile_stack > 0
+                with profile(activities=[ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * CUDA,
+                             with_stack=stack, record_shapes=stack) as prof:
+                    for _ in range(3):
+                        step()
+                    sync()
+                device_time = "self_cuda_time_total" if CUDA else "self_cpu_time_total"
+                table = prof.key_averages()
+                by_device = table.table(sort_by=device_time, row_limit=40)
+                with profile_out.open("a") as f:
+                    f.write(f"# {args.model} x{args.layers} layers, variant {name}, 3 steps\n\n{by_device}\n\n"
+                            + table.table(sort_by="cpu_time_total", row_limit=40) + "\n\n")
+                    if stack:  # where the device time is spent: by calling Python lines, then by input shapes
+                        f.write(prof.key_averages(group_by_stack_n=args.profile_stack).table(
+                            sort_by=device_time, row_limit=30, max_src_column_width=120) + "\n\n")
+                        f.write(prof.key_averages(group_by_input_shape=True).table(
+                            sort_by=device_time, row_limit=30, max_shapes_column_width=120) + "\n\n")
+                if stack:  # the whole timeline, kernels linked to the Python lines that launched them
+                    trace = profile_out.with_name(f"{profile_out.stem}_{name}.trace.json")
+                    prof.export_chrome_trace(str(trace))
+                    with trace.open("rb") as src, gzip.open(f"{trace}.gz", "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    trace.unlink()
+        finally:
+            close()
         del model, fwd, bwd, upd, close
     leftover = release_memory() - before
     tflops = 3 * forward_flops(cfg.model, mb, seq) / seconds / 1e12
