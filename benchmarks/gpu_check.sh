@@ -45,7 +45,7 @@ stage() {  # stage NAME LOG SECONDS CMD...: run with a time limit, append to OUT
 # Most wanted first (a stage cut off by its time limit keeps the rows it finished: JSON is written per
 # variant); compile variants last (their first steps compile). RESULTS.md §13-20 say what each is to show.
 V3=${VARIANTS_3B:-zero3 amp amp_encoder zero3_nobias zero3_mb4x zero3_noncontig zero2 amp_compile zero3_compile_layers zero3_compile}
-V7=${VARIANTS_7B:-zero3 amp zero3_mb4x}
+V7=${VARIANTS_7B:-zero3 zero3_nogathersync amp zero3_mb4x}
 VF=${VARIANTS_FULL:-zero3 zero3_nogathersync amp zero3_nobias_compile_layers_nogathersync}
 want pytest && stage pytest pytest "${LIMIT_PYTEST:-80}" python3 -m pytest -q -s -p no:cacheprovider tests/gpu
 want step_3b_full && stage step_3b_full step_3b_full "${LIMIT_3B_FULL:-240}" python3 benchmarks/gpu_step.py --model nexa_3b \
