@@ -71,6 +71,8 @@ class Variant:
 
 
 PERSIST = {"stage3_param_persistence_threshold": 10**9}  # every parameter persistent: no gather/release
+NOBIAS = ("model.linear_bias=false",)  # run-config overrides shared by several variants
+COMPILE_LAYERS = ("train.compile=true",)
 
 VARIANTS = {
     "amp": Variant(engine=False, note="baseline: plain PyTorch, fp32 master weights, bf16 autocast, fused AdamW"),
@@ -86,7 +88,7 @@ VARIANTS = {
     "zero3_full": Variant(recompute=Recompute.FULL, note="full recompute (the 3B/7B configs' default)"),
     "zero3_selective": Variant(recompute=Recompute.SELECTIVE, note="selective recompute (core attention)"),
     "zero3_local": Variant(attention=AttentionBackend.LOCAL, note="megatron's unfused DotProductAttention"),
-    "zero3_nobias": Variant(cfg_overrides=("model.linear_bias=false",),
+    "zero3_nobias": Variant(cfg_overrides=NOBIAS,
                             note="model.linear_bias false: 8 parameters a layer, not 12 (ZeRO-3's host work is per parameter)"),
     "zero3_persist": Variant(zero_overrides=PERSIST,
                              note="every parameter persistent: ZeRO-3 without gather/release"),
@@ -106,19 +108,19 @@ VARIANTS = {
     "zero3_deepcompile": Variant(ds_sections={"compile": {"deepcompile": True}}, compile=True,
                                  note="DeepCompile: ZeRO-3 gather/release scheduled in the compiled graph"),
     "zero3_compile": Variant(compile=True, note="engine.compile(): torch.compile of the ZeRO-3 module, no DeepCompile"),
-    "zero3_compile_layers": Variant(cfg_overrides=("train.compile=true",),
+    "zero3_compile_layers": Variant(cfg_overrides=COMPILE_LAYERS,
                                     note="train.compile: each layer's forward compiled, ZeRO-3's hooks eager"),
     "zero3_no_overlap": Variant(zero_overrides={"overlap_comm": False},
                                 note="gradient reduction on the compute stream: no side stream to wait for"),
     "zero3_noncontig": Variant(zero_overrides={"contiguous_gradients": False},
                                note="no copy of each gradient into a contiguous bucket (9 ms of copies at mb 128)"),
-    "zero3_nobias_compile_layers": Variant(cfg_overrides=("model.linear_bias=false", "train.compile=true"),
+    "zero3_nobias_compile_layers": Variant(cfg_overrides=NOBIAS + COMPILE_LAYERS,
                                            note="zero3_nobias and zero3_compile_layers together"),
     "zero3_hd64": Variant(head_dim=64, note="head size 64 (3B: 36 heads, not the card's 32 of size 72)"),
     "zero3_nogathersync": Variant(no_gather_sync=True,
                                   note="one GPU only: ZeRO-3's 'gather' of a whole parameter without the host sync"),
     "zero3_nobias_compile_layers_nogathersync": Variant(
-        cfg_overrides=("model.linear_bias=false", "train.compile=true"), no_gather_sync=True,
+        cfg_overrides=NOBIAS + COMPILE_LAYERS, no_gather_sync=True,
         note="zero3_nobias_compile_layers and zero3_nogathersync together"),
     "zero2": Variant(ds_config="zero2", note="ds_configs/zero2.json"),
     "zero1": Variant(ds_config="zero1", note="ds_configs/zero1.json"),
