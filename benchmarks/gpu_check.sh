@@ -13,9 +13,11 @@
 # 4. if data_out/massbank_v2 is there (make demo's preprocessing): `deepspeed pretrain_nexa.py` on it,
 #    then (stage resume) the same command again with more steps, which must resume from the checkpoint.
 # Each stage has its own time limit; logs and JSON go to OUT_DIR; the tables are printed last.
-# STAGES picks stages (default: pytest step_3b_full step_3b step_7b pretrain; resume also exists); VARIANTS_3B,
-# VARIANTS_7B, VARIANTS_FULL and PROFILE_3B override gpu_step's variant lists (PROFILE_3B=' ': no profile);
-# LIMIT_PYTEST, LIMIT_3B_FULL, LIMIT_3B, LIMIT_7B, LIMIT_PRETRAIN override the stages' time limits (seconds).
+# STAGES picks stages (default: pytest step_3b_full step_7b_full step_3b step_7b pretrain; resume also exists;
+# step_7b_full, the whole 7B with full recompute, runs only on a GPU of 120 GiB or more: an H200); VARIANTS_3B,
+# VARIANTS_7B, VARIANTS_FULL, VARIANTS_7B_FULL and PROFILE_3B override gpu_step's variant lists (PROFILE_3B=' ':
+# no profile); LIMIT_PYTEST, LIMIT_3B_FULL, LIMIT_7B_FULL, LIMIT_3B, LIMIT_7B, LIMIT_PRETRAIN override the
+# stages' time limits (seconds).
 set -u
 OUT=$(realpath -m "${1:-gpu_out}")
 mkdir -p "$OUT"
@@ -28,7 +30,7 @@ export PYTHONPATH="$SITE:$PWD" PYTHONUNBUFFERED=1 DS_ACCELERATOR=cuda PYTHONWARN
 ARCH_WAS=${TORCH_CUDA_ARCH_LIST-unset}
 TORCH_CUDA_ARCH_LIST=$(python3 -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())") || exit 1
 export TORCH_CUDA_ARCH_LIST
-want() { [[ " ${STAGES:-pytest step_3b_full step_3b step_7b pretrain} " == *" $1 "* ]]; }
+want() { [[ " ${STAGES:-pytest step_3b_full step_7b_full step_3b step_7b pretrain} " == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv \
   > "$OUT/summary.txt" 2>&1
 echo "TORCH_CUDA_ARCH_LIST: was '$ARCH_WAS', set to '$TORCH_CUDA_ARCH_LIST'" >> "$OUT/summary.txt"
@@ -45,11 +47,22 @@ stage() {  # stage NAME LOG SECONDS CMD...: run with a time limit, append to OUT
 # Most wanted first (a stage cut off by its time limit keeps the rows it finished: JSON is written per
 # variant); compile variants last (their first steps compile). RESULTS.md §13-20 say what each is to show.
 V3=${VARIANTS_3B:-zero3 amp amp_encoder zero3_nobias zero3_mb4x zero3_noncontig zero2 amp_compile zero3_compile_layers zero3_compile}
-V7=${VARIANTS_7B:-zero3 zero3_nogathersync amp zero3_mb4x}
-VF=${VARIANTS_FULL:-zero3 zero3_nogathersync amp zero3_nobias_compile_layers_nogathersync}
+V7=${VARIANTS_7B:-zero3 amp zero3_mb4x}
+VF=${VARIANTS_FULL:-zero3 zero3_gas16 amp amp_gas16 zero3_dsfetch}
+V7F=${VARIANTS_7B_FULL:-zero3_full_gas16 zero3_full}
+GPU_GIB=$(python3 -c "import torch; print(torch.cuda.get_device_properties(0).total_memory >> 30)") || exit 1
 want pytest && stage pytest pytest "${LIMIT_PYTEST:-80}" python3 -m pytest -q -s -p no:cacheprovider tests/gpu
 want step_3b_full && stage step_3b_full step_3b_full "${LIMIT_3B_FULL:-240}" python3 benchmarks/gpu_step.py --model nexa_3b \
   --layers "${FULL_LAYERS:-36}" --warmup 3 --steps 10 --json "$OUT/gpu_step_3b_full.json" --variants $VF
+# The whole 7B fits one GPU only with full recompute and ~130 GiB (nexa-plan, 15 % high at the 3B): H200 only.
+if want step_7b_full; then
+  if [ "$GPU_GIB" -ge 120 ]; then
+    stage step_7b_full step_7b_full "${LIMIT_7B_FULL:-200}" python3 benchmarks/gpu_step.py --model nexa_7b \
+      --layers 60 --warmup 3 --steps 10 --json "$OUT/gpu_step_7b_full.json" --variants $V7F
+  else
+    echo "== step_7b_full: skipped, $GPU_GIB GiB on this GPU (the whole 7B needs ~130)" | tee -a "$OUT/summary.txt"
+  fi
+fi
 want step_3b && stage step_3b step_3b "${LIMIT_3B:-220}" python3 benchmarks/gpu_step.py --model nexa_3b --layers 4 \
   --json "$OUT/gpu_step_3b.json" --profile ${PROFILE_3B:-zero3 amp} --profile-out "$OUT/profile_3b.txt" --variants $V3
 want step_7b && stage step_7b step_7b "${LIMIT_7B:-80}" python3 benchmarks/gpu_step.py --model nexa_7b --layers 4 \
@@ -67,5 +80,5 @@ fi
 
 echo; [ -f "$OUT/pytest.log" ] && echo "=== pytest" && grep -E "passed|failed|error|skipped|relative error|^FAILED|^SKIPPED" "$OUT/pytest.log" | tail -15
 [ -f "$OUT/pretrain.log" ] && { echo "=== pretrain"; grep -E "^===|resume|final|rror|^step +[0-9]+" "$OUT/pretrain.log" | tail -14; }
-for w in 3b_full 3b 7b; do [ -f "$OUT/step_$w.log" ] || continue; echo "=== gpu_step $w"; sed -n '/ width, [0-9]* layers/,$p' "$OUT/step_$w.log"; grep -E "Error|error" "$OUT/step_$w.log" | tail -3; done
+for w in 3b_full 7b_full 3b 7b; do [ -f "$OUT/step_$w.log" ] || continue; echo "=== gpu_step $w"; sed -n '/ width, [0-9]* layers/,$p' "$OUT/step_$w.log"; grep -E "Error|error" "$OUT/step_$w.log" | tail -3; done
 cat "$OUT/summary.txt"

@@ -10,6 +10,8 @@ steps (forward, losses, backward, clipping, update) on synthetic spectra of full
 - ``zero3`` … : the project's own path, ``engine.setup.build`` (megatron-core encoder, DeepSpeed engine)
   on ``ds_configs/<stage>.json``, with the variant's changes to the model or the DeepSpeed config;
 - ``amp_encoder`` (no heads or losses) and ``amp_compile`` (torch.compile) split the baseline's time;
+- ``*_gas16``: 16 micro-batches per update, the pilot's global batch (512) on one GPU; times are per micro-batch;
+- ``zero3_dsfetch``: DeepSpeed's own one-rank parameter fetch, which ``engine.one_rank_fetch`` replaces;
   ``zero3_deepcompile`` is DeepSpeed's DeepCompile (its C++/CUDA op is built with nvcc on first use).
 Model FLOPs per step are 3 × ``cluster_plan.forward_flops`` (the GPU issue's count; embeddings and
 heads not counted). MFU is against a bf16 matmul ceiling measured in the same run (8192³) and, as a
@@ -60,13 +62,13 @@ class Variant:
     recompute: Recompute = Recompute.NONE
     attention: AttentionBackend = AttentionBackend.SDPA
     batch_factor: int = 1  # micro-batch = --micro-batch x this
-    accumulation: int = 1  # engine only: micro-batches per optimiser step (one timed call = one micro-batch)
+    accumulation: int = 1  # micro-batches per optimiser step (one timed call = one micro-batch)
     ds_sections: dict = field(default_factory=dict)  # top-level DeepSpeed config sections added (e.g. compile)
     compile: bool = False  # torch.compile the plain model, or engine.compile() (DeepCompile with ds_sections)
     heads: bool = True  # False (plain only): encoder alone, loss = mean square of its output, no heads
     cfg_overrides: tuple = ()  # run-config overrides (engine variants: what pretrain_nexa.py would be given)
     head_dim: int = 0  # > 0: as many attention heads as give this head size at the model's width (same FLOPs)
-    no_gather_sync: bool = False  # one GPU: ZeRO-3's no-gather handles skip their full stream sync (see below)
+    deepspeed_fetch: bool = False  # one GPU: DeepSpeed's own no-gather wait, not engine.one_rank_fetch's
     note: str = ""
 
 
@@ -100,6 +102,11 @@ VARIANTS = {
                                   note="four times the micro-batch, every parameter persistent"),
     "zero3_mb4x": Variant(batch_factor=4, note="four times the micro-batch"),
     "zero3_gas4": Variant(accumulation=4, note="4 micro-batches per optimiser step (gradient accumulation)"),
+    "zero3_gas16": Variant(accumulation=16, note="the pilot's global batch (512) on one GPU: 16 micro-batches per "
+                                                 "update, so each micro-batch carries 1/16 of it, as on 16 GPUs"),
+    "amp_gas16": Variant(engine=False, accumulation=16, note="baseline, 16 micro-batches per update"),
+    "zero3_full_gas16": Variant(recompute=Recompute.FULL, accumulation=16,
+                                note="full recompute, 16 micro-batches per update (the whole 7B on one H200)"),
     "zero3_noleaf": Variant(zero_overrides={"leaf_module": {"classes": []}},
                             note="no leaf modules: ZeRO-3 hooks every submodule (zero3.json before 2026-11-26)"),
     "amp_compile": Variant(engine=False, compile=True, note="baseline under torch.compile"),
@@ -117,11 +124,8 @@ VARIANTS = {
     "zero3_nobias_compile_layers": Variant(cfg_overrides=NOBIAS + COMPILE_LAYERS,
                                            note="zero3_nobias and zero3_compile_layers together"),
     "zero3_hd64": Variant(head_dim=64, note="head size 64 (3B: 36 heads, not the card's 32 of size 72)"),
-    "zero3_nogathersync": Variant(no_gather_sync=True,
-                                  note="one GPU only: ZeRO-3's 'gather' of a whole parameter without the host sync"),
-    "zero3_nobias_compile_layers_nogathersync": Variant(
-        cfg_overrides=NOBIAS + COMPILE_LAYERS, no_gather_sync=True,
-        note="zero3_nobias_compile_layers and zero3_nogathersync together"),
+    "zero3_dsfetch": Variant(deepspeed_fetch=True,
+                             note="DeepSpeed's one-rank fetch, a host sync per module (zero3 up to 2026-11-27's §20)"),
     "zero2": Variant(ds_config="zero2", note="ds_configs/zero2.json"),
     "zero1": Variant(ds_config="zero1", note="ds_configs/zero1.json"),
 }
@@ -219,15 +223,21 @@ def build_plain(cfg, variant: Variant):
                             fused=CUDA)
     run = torch.compile(model) if variant.compile else model
 
+    calls = [0]  # micro-batches since the last update
+
     def forward(batch):
         with torch.autocast(DEVICE, dtype=torch.bfloat16):
             out = run(*(batch.model_inputs() if variant.heads else batch.encoder_inputs()))
-            return pretraining_terms(batch, out, cfg.loss)["loss"] if variant.heads else out.float().square().mean()
+            loss = pretraining_terms(batch, out, cfg.loss)["loss"] if variant.heads else out.float().square().mean()
+        return loss / variant.accumulation
 
     def backward(loss):
         loss.backward()
 
-    def update(_=None):
+    def update(_=None):  # as DeepSpeed's engine.step(): an update at each accumulation boundary only
+        calls[0] += 1
+        if calls[0] % variant.accumulation:
+            return
         torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -235,45 +245,15 @@ def build_plain(cfg, variant: Variant):
     return model, (forward, backward, update), lambda: None
 
 
-def no_gather_waits_without_sync():
-    """Undo-able patch. With one rank ZeRO-3 'gathers' a parameter by a no-op ``.to(device)`` and its handle's
-    ``wait()`` then synchronises the host with the all-gather stream, once per fetched module (DeepSpeed 0.19,
-    ``partition_parameters.NoGather*Handle``); the fetch already orders the compute stream after that stream
-    (``wait_stream``). On 16 GPUs the real all-gather handle has no such sync, so a one-GPU step timed with it
-    drains the GPU where the pilot will not (47 times a step at 36 layers, RESULTS §20). Returns the function
-    that restores DeepSpeed's."""
-    from deepspeed.runtime.zero import partition_parameters as pp
-
-    def single(self, **kwargs):
-        if not self._NoGatherHandle__complete:
-            self._NoGatherHandle__param.ds_status = pp.ZeroParamStatus.AVAILABLE
-            self._NoGatherHandle__complete = True
-
-    def coalesced(self, **kwargs):
-        if not self._NoGatherCoalescedHandle__complete:
-            for param in self._NoGatherCoalescedHandle__params:
-                assert param.ds_status == pp.ZeroParamStatus.INFLIGHT, param.ds_summary()
-                param.ds_status = pp.ZeroParamStatus.AVAILABLE
-            self._NoGatherCoalescedHandle__complete = True
-
-    saved = pp.NoGatherHandle.wait, pp.NoGatherCoalescedHandle.wait
-    pp.NoGatherHandle.wait, pp.NoGatherCoalescedHandle.wait = single, coalesced
-
-    def restore():
-        pp.NoGatherHandle.wait, pp.NoGatherCoalescedHandle.wait = saved
-    return restore
-
-
 def build_engine(cfg, ds_path, variant: Variant):
     from megatron_nexa.engine.setup import build, destroy
     from megatron_nexa.losses import pretraining_terms
 
-    restore = no_gather_waits_without_sync() if variant.no_gather_sync else (lambda: None)
-    try:
-        built = build(cfg, ds_path)
-    except BaseException:
-        restore()
-        raise
+    from megatron_nexa.engine import one_rank_fetch
+
+    built = build(cfg, ds_path)  # installs one_rank_fetch on one rank
+    if variant.deepspeed_fetch:
+        one_rank_fetch.uninstall()
     engine = built.engine
     if variant.compile:
         engine.compile()
@@ -289,7 +269,7 @@ def build_engine(cfg, ds_path, variant: Variant):
 
     def close():
         destroy(engine)
-        restore()
+        one_rank_fetch.install()  # as build leaves it, whatever this variant did
 
     return engine, (forward, backward, update), close
 
@@ -341,7 +321,10 @@ def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: 
                 bwd(fwd(batch))
                 upd()
 
-            seconds = time_steps(step, args.warmup, args.steps)
+            def whole(n):  # calls in whole optimiser steps, so that every update is timed with its micro-batches
+                return -(-n // variant.accumulation) * variant.accumulation
+
+            seconds = time_steps(step, whole(args.warmup), whole(args.steps))
             f_linear = "torch" if torch.nn.functional.linear is TORCH_LINEAR else torch.nn.functional.linear.__module__
             peak = (torch.cuda.max_memory_allocated() - before) / GiB if CUDA else None
             waits = host_waits(step)
@@ -377,7 +360,8 @@ def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: 
         del model, fwd, bwd, upd, close
     leftover = release_memory() - before
     tflops = 3 * forward_flops(cfg.model, mb, seq) / seconds / 1e12
-    return {"variant": name, "note": variant.note, "micro_batch": mb, "seq": seq, "layers": args.layers,
+    return {"variant": name, "note": variant.note, "micro_batch": mb, "accumulation": variant.accumulation,
+            "seq": seq, "layers": args.layers,
             "step_ms": seconds * 1e3, "tflops": tflops, "mfu": tflops / ceiling,
             "mfu_datasheet": tflops / args.datasheet_tflops, "peak_gib": peak,
             "plan_gib": plan_gib(cfg, variant, mb), "phases_ms": phases, "build_s": build_s,
@@ -399,7 +383,7 @@ def render(rows: list[dict], args, ceiling: float, env: dict) -> str:
     w = max([16] + [len(r["variant"]) for r in rows])
     lines = [f"{args.model} width, {args.layers} layers, {env['device']}, torch {env['torch']}, deepspeed "
              f"{env['deepspeed']}, megatron-core {env['megatron_core']}; bf16 matmul ceiling {ceiling:.0f} TFLOP/s",
-             f"{'variant':<{w}} {'mb':>3} {'step ms':>8} {'TFLOP/s':>8} {'MFU':>6} {'MFU/ds':>6} {'x amp':>6} "
+             f"{'variant':<{w}} {'mb':>3} {'gas':>3} {'step ms':>8} {'TFLOP/s':>8} {'MFU':>6} {'MFU/ds':>6} {'x amp':>6} "
              f"{'fwd':>6} {'bwd':>6} {'upd':>6} {'peak GiB':>8} {'plan GiB':>8} {'waits':>5}"]
     for r in rows:
         if "error" in r:
@@ -409,10 +393,12 @@ def render(rows: list[dict], args, ceiling: float, env: dict) -> str:
         p = r["phases_ms"]
         plan_col, peak_col = (f"{r[k]:8.1f}" if r[k] is not None else f"{'-':>8}" for k in ("plan_gib", "peak_gib"))
         waits_col = f"{sum(r['host_waits'].values()):5d}" if r.get("host_waits") is not None else f"{'-':>5}"
-        lines.append(f"{r['variant']:<{w}} {r['micro_batch']:>3} {r['step_ms']:8.1f} {r['tflops']:8.0f} "
+        lines.append(f"{r['variant']:<{w}} {r['micro_batch']:>3} {r.get('accumulation', 1):>3} {r['step_ms']:8.1f} {r['tflops']:8.0f} "
                      f"{r['mfu']:6.1%} {r['mfu_datasheet']:6.1%} {ratio:6.2f} {p['forward']:6.1f} "
                      f"{p['backward']:6.1f} {p['update']:6.1f} {peak_col} {plan_col} {waits_col}")
-    lines.append("x amp: time per model FLOP relative to the AMP baseline (1.00 = as fast; >1 slower). "
+    lines.append("gas: micro-batches per update; step ms, TFLOP/s and MFU are per micro-batch, the update's share "
+                 "included, and upd is that of a micro-batch between updates (none) when gas > 1. "
+                 "x amp: time per model FLOP relative to the AMP baseline (1.00 = as fast; >1 slower). "
                  f"MFU/ds: against the {args.datasheet_tflops:.0f} TFLOP/s datasheet peak nexa-plan assumes. "
                  "waits: synchronising CUDA calls torch saw in one step (at least that many; where: the JSON).")
     return "\n".join(lines)

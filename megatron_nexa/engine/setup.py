@@ -8,6 +8,7 @@ import torch
 import torch.distributed as dist
 
 from megatron_nexa.config import RunConfig
+from megatron_nexa.engine import one_rank_fetch
 from megatron_nexa.engine.ds_config import bf16_enabled, load_ds_config, reconcile, zero_stage
 from megatron_nexa.engine.optim import WarmupCosine, build_optimizer
 from megatron_nexa.model.encoder import NexaEncoder
@@ -54,6 +55,8 @@ def build(cfg: RunConfig, ds_config_path: str) -> Built:
 
     init_distributed(cfg.train.seed)
     ds, cfg = reconcile(load_ds_config(ds_config_path), cfg, dist.get_world_size(), source=str(ds_config_path))
+    if zero_stage(ds) == 3 and dist.get_world_size() == 1:
+        one_rank_fetch.install()  # DeepSpeed's one-rank fetch drains the GPU per module (one_rank_fetch.py)
     dtype = torch.bfloat16 if bf16_enabled(ds) else torch.float32
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     with deepspeed.zero.Init(config_dict_or_path=ds, enabled=zero_stage(ds) == 3):

@@ -153,6 +153,37 @@ def test_zero3_engine_trains_on_nccl(parallel):
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
 
 
+def test_one_rank_zero3_fetch_does_not_drain_the_gpu(parallel, tmp_path):
+    """``engine.one_rank_fetch``, which ``build`` installs on one rank: DeepSpeed's own one-rank fetch syncs the
+    host once per fetched module (``torch/cuda/streams.py``, RESULTS.md §20); ours does not, same losses."""
+    import json
+
+    from benchmarks.gpu_step import host_waits
+    from benchmarks.train_step import engine_step, synthetic_batch
+    from megatron_nexa.engine import one_rank_fetch
+    from megatron_nexa.engine.setup import build, destroy
+
+    ds = json.loads((REPO / "ds_configs/zero3.json").read_text())
+    ds["zero_optimization"]["stage3_param_persistence_threshold"] = 0  # every parameter is fetched
+    (tmp_path / "ds.json").write_text(json.dumps(ds))
+    cfg = load_config(REPO / "configs/model/small.yaml", ["train.micro_batch_size=8", "train.global_batch_size=8"])
+    found = {}
+    for mode in ("ours", "deepspeed"):
+        built = build(cfg, str(tmp_path / "ds.json"))
+        assert one_rank_fetch.installed()
+        if mode == "deepspeed":
+            one_rank_fetch.uninstall()
+        data = synthetic_batch(built.cfg, 8, seed=3).to(built.device)
+        losses = [engine_step(built, data).item() for _ in range(3)]
+        waits = host_waits(lambda: engine_step(built, data))
+        destroy(built.engine)
+        one_rank_fetch.install()
+        found[mode] = losses, sum(n for where, n in waits.items() if where.startswith("streams.py"))
+    # each layer is a leaf module, fetched at least once a step; one other stream sync a step is DeepSpeed's step's
+    assert found["deepspeed"][1] - found["ours"][1] >= cfg.model.num_layers, found
+    assert np.allclose(found["ours"][0], found["deepspeed"][0], rtol=1e-2), found
+
+
 def test_model_and_losses_never_wait_for_the_gpu(parallel):
     """torch's sync debug mode raises at any op that makes the host wait for the GPU: none in the forward pass,
     the losses or the backward pass (``tests/unit/test_host_sync.py`` is CI's check of the same, without CUDA)."""

@@ -15,14 +15,15 @@ def test_gpu_step_runs_every_kind_of_variant_on_cpu(tmp_path):
     run = subprocess.run([sys.executable, "benchmarks/gpu_step.py", "--model", "tiny", "--layers", "2",
                           "--micro-batch", "4", "--variants", "amp", "zero3", "amp_encoder", "zero3_halves", "zero3_noleaf",
                           "zero3_full", "zero1", "zero3_gas4", "zero3_compile", "zero3_compile_layers",
-                          "--steps", "2", "--warmup", "1", "--matmul-size", "128", "--json", str(out),
+                          "amp_gas16", "zero3_dsfetch", "--steps", "2", "--warmup", "1", "--matmul-size", "128", "--json", str(out),
                           "--profile", "zero3", "amp", "--profile-stack", "4", "--profile-out", str(tmp_path / "p.txt")],
                          cwd=REPO, env={**env, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"},
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     assert [r["variant"] for r in rows] == ["amp", "zero3", "amp_encoder", "zero3_halves", "zero3_noleaf",
-                                             "zero3_full", "zero1", "zero3_gas4", "zero3_compile", "zero3_compile_layers"]
+                                             "zero3_full", "zero1", "zero3_gas4", "zero3_compile", "zero3_compile_layers",
+                                             "amp_gas16", "zero3_dsfetch"]
     assert all("error" not in r and r["step_ms"] > 0 and r["tflops"] > 0 for r in rows), rows
     # ZeRO-3 replaces F.linear process-wide; a plain variant after it is still timed on torch's own
     assert rows[1]["f_linear"] == "deepspeed.runtime.zero.linear" and rows[2]["f_linear"] == "torch", rows
