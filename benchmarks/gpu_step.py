@@ -10,9 +10,9 @@ steps (forward, losses, backward, clipping, update) on synthetic spectra of full
 - ``zero3`` … : the project's own path, ``engine.setup.build`` (megatron-core encoder, DeepSpeed engine)
   on ``ds_configs/<stage>.json``, with the variant's changes to the model or the DeepSpeed config;
 - ``amp_encoder`` (no heads or losses) and ``amp_compile`` (torch.compile) split the baseline's time;
+  ``zero3_deepcompile`` is DeepSpeed's DeepCompile (its C++/CUDA op is built with nvcc on first use);
 - ``*_gas16``: 16 micro-batches per update, the pilot's global batch (512) on one GPU; times are per micro-batch;
-- ``zero3_dsfetch``: DeepSpeed's own one-rank parameter fetch, which ``engine.one_rank_fetch`` replaces;
-  ``zero3_deepcompile`` is DeepSpeed's DeepCompile (its C++/CUDA op is built with nvcc on first use).
+- ``zero3_dsfetch``: DeepSpeed's own one-rank parameter fetch, which ``engine.one_rank_fetch`` replaces.
 Model FLOPs per step are 3 × ``cluster_plan.forward_flops`` (the GPU issue's count; embeddings and
 heads not counted). MFU is against a bf16 matmul ceiling measured in the same run (8192³) and, as a
 second column, against the datasheet peak that ``nexa-plan`` assumes. Peak memory is
@@ -246,10 +246,9 @@ def build_plain(cfg, variant: Variant):
 
 
 def build_engine(cfg, ds_path, variant: Variant):
+    from megatron_nexa.engine import one_rank_fetch
     from megatron_nexa.engine.setup import build, destroy
     from megatron_nexa.losses import pretraining_terms
-
-    from megatron_nexa.engine import one_rank_fetch
 
     built = build(cfg, ds_path)  # installs one_rank_fetch on one rank
     if variant.deepspeed_fetch:
@@ -269,7 +268,8 @@ def build_engine(cfg, ds_path, variant: Variant):
 
     def close():
         destroy(engine)
-        one_rank_fetch.install()  # as build leaves it, whatever this variant did
+        if variant.deepspeed_fetch:
+            one_rank_fetch.install()  # as build left it before this variant took it out
 
     return engine, (forward, backward, update), close
 
