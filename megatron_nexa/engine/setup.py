@@ -22,6 +22,7 @@ class Built:
     scheduler: WarmupCosine
     device: torch.device
     ds_config: dict
+    one_rank_fetch: bool = False  # ZeRO-3 on one rank, fetching without DeepSpeed's host sync (one_rank_fetch.py)
 
 
 # Known, harmless warnings from inside DeepSpeed / megatron-core that would flood every rank's log.
@@ -55,7 +56,8 @@ def build(cfg: RunConfig, ds_config_path: str) -> Built:
 
     init_distributed(cfg.train.seed)
     ds, cfg = reconcile(load_ds_config(ds_config_path), cfg, dist.get_world_size(), source=str(ds_config_path))
-    if zero_stage(ds) == 3 and dist.get_world_size() == 1:
+    one_rank = zero_stage(ds) == 3 and dist.get_world_size() == 1
+    if one_rank:
         one_rank_fetch.install()  # DeepSpeed's one-rank fetch drains the GPU per module (one_rank_fetch.py)
     dtype = torch.bfloat16 if bf16_enabled(ds) else torch.float32
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
@@ -70,7 +72,7 @@ def build(cfg: RunConfig, ds_config_path: str) -> Built:
         model=model, optimizer=optimizer, config=ds,
         lr_scheduler=lambda opt: WarmupCosine(opt, cfg.optim, cfg.train.train_steps))
     torch.manual_seed(cfg.train.seed + dist.get_rank())  # dropout differs across ranks
-    return Built(cfg, engine, scheduler, torch.device(engine.device), ds)
+    return Built(cfg, engine, scheduler, torch.device(engine.device), ds, one_rank)
 
 
 def destroy(engine) -> None:

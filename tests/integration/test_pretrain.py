@@ -43,6 +43,7 @@ def test_two_process_zero3_run(uninterrupted):
     run, stdout = uninterrupted
     losses, events, lines = metrics(run)
     assert sorted(losses) == list(range(1, 9))
+    assert "one_rank_fetch" not in {e["event"] for e in events}  # two ranks: DeepSpeed's real all-gather
     assert "Process" in stdout and stdout.count("exits successfully") == 2
     ckpts = sorted(p.name for p in (run / "checkpoints").glob("step_*"))
     assert ckpts == ["step_00000004", "step_00000006", "step_00000008"]  # keep_last 3
@@ -98,6 +99,7 @@ def test_sigterm_saves_and_exits_cleanly(massbank, tmp_path):
     assert proc.returncode == 0, out[-3000:]
     _, events, _ = metrics(run)
     assert [e["event"] for e in events][-2:] == ["checkpoint", "preempted"]
+    assert events[0]["event"] == "one_rank_fetch"  # one process: DeepSpeed's per-module fetch sync skipped
     step = events[-1]["step"]
     assert 3 <= step < 1000
     assert (run / "checkpoints/latest").read_text().strip() == f"step_{step:08d}"
