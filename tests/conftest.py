@@ -13,6 +13,23 @@ if not torch.cuda.is_available():
 
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+CHILD_DROPPED = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")  # a launcher's rank and port, not its address
+
+
+def child_env(**extra: str) -> dict:
+    """This environment for a child process that starts its own one-process group: without a launcher's rank
+    variables or port (a ``parallel`` group's or an outer launcher's), with ``extra`` set."""
+    return {**{k: v for k, v in os.environ.items() if k not in CHILD_DROPPED}, **extra}
+
+
+def zero3_every_parameter_partitioned() -> dict:
+    """ds_configs/zero3.json with no persistence threshold: ZeRO-3 partitions (and fetches) even a tiny model's
+    parameters, which the shipped threshold (10^6 elements) would keep whole on every rank."""
+    import json
+
+    ds = json.loads((REPO / "ds_configs/zero3.json").read_text())
+    ds["zero_optimization"]["stage3_param_persistence_threshold"] = 0
+    return ds
 
 
 @pytest.fixture(scope="session")

@@ -162,10 +162,9 @@ def test_one_rank_zero3_fetch_does_not_drain_the_gpu(parallel, tmp_path):
     from benchmarks.train_step import engine_step, synthetic_batch
     from megatron_nexa.engine import one_rank_fetch
     from megatron_nexa.engine.setup import build, destroy
+    from tests.conftest import zero3_every_parameter_partitioned
 
-    ds = json.loads((REPO / "ds_configs/zero3.json").read_text())
-    ds["zero_optimization"]["stage3_param_persistence_threshold"] = 0  # every parameter is fetched
-    (tmp_path / "ds.json").write_text(json.dumps(ds))
+    (tmp_path / "ds.json").write_text(json.dumps(zero3_every_parameter_partitioned()))
     cfg = load_config(REPO / "configs/model/small.yaml", ["train.micro_batch_size=8", "train.global_batch_size=8"])
     found = {}
     for mode in ("ours", "deepspeed"):

@@ -2,12 +2,11 @@
 globals, so each engine a process builds stays in memory with its optimiser state (the GPU benchmark lost
 4–7 GiB per engine at the 3B/7B widths, benchmarks/RESULTS.md §5)."""
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO, child_env
+
 DRIVER = """
 import gc, json, sys, weakref
 from benchmarks.train_step import engine_step, synthetic_batch
@@ -31,9 +30,8 @@ print(json.dumps(alive))
 
 
 def test_destroy_lets_the_engine_go():
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     out = subprocess.run([sys.executable, "-c", DRIVER], cwd=REPO, capture_output=True, text=True, timeout=300,
-                         env={**env, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"})
+                         env=child_env(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1"))
     assert out.returncode == 0, out.stderr[-3000:]
     alive = json.loads(out.stdout.strip().splitlines()[-1])
     assert alive["deepspeed"] == 3, alive  # DeepSpeed 0.19's destroy() alone keeps all three

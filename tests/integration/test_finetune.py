@@ -1,7 +1,6 @@
 """nexa-finetune end to end on MassBank with a tiny model: every task trains through DeepSpeed ZeRO-3 and
 reports test metrics beside its baseline; a frozen encoder stays bit-identical, an unfrozen one moves."""
 import json
-import os
 import subprocess
 import sys
 
@@ -14,9 +13,7 @@ from megatron_nexa.config import load_config
 from megatron_nexa.convert.to_hf import write_hf
 from megatron_nexa.model.pretraining import NexaSpecForPretraining
 from megatron_nexa.model.reference import ReferenceEncoder
-from tests.conftest import REPO
-
-ENV = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+from tests.conftest import REPO, child_env
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +30,7 @@ def finetune(hf, data, out, task, *extra):
                           str(REPO / f"configs/finetune/{task}.yaml"), f"--init={hf}", f"--data={data}",
                           f"--out_dir={out}", "--steps=4", "--micro_batch_size=8", "--max_train=400",
                           "--log_interval=2", "--n_bits=256", *extra],
-                         cwd=REPO, env={**ENV, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"},
+                         cwd=REPO, env=child_env(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1"),
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads((out / "results.json").read_text()), load_file(str(out / "model.safetensors"))

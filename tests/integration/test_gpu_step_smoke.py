@@ -1,23 +1,20 @@
 """benchmarks/gpu_step.py is run on a GPU machine only now and then: keep it working on CPU (tiny model,
 numbers meaningless) so a lent GPU's minutes are not spent on a broken script."""
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO, child_env
 
 
 def test_gpu_step_runs_every_kind_of_variant_on_cpu(tmp_path):
     out = tmp_path / "g.json"
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     run = subprocess.run([sys.executable, "benchmarks/gpu_step.py", "--model", "tiny", "--layers", "2",
                           "--micro-batch", "4", "--variants", "amp", "zero3", "amp_encoder", "zero3_halves", "zero3_noleaf",
                           "zero3_full", "zero1", "zero3_gas4", "zero3_compile", "zero3_compile_layers",
                           "amp_gas16", "zero3_dsfetch", "--steps", "2", "--warmup", "1", "--matmul-size", "128", "--json", str(out),
                           "--profile", "zero3", "amp", "--profile-stack", "4", "--profile-out", str(tmp_path / "p.txt")],
-                         cwd=REPO, env={**env, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"},
+                         cwd=REPO, env=child_env(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1"),
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]

@@ -1,27 +1,23 @@
 """benchmarks/host_time.py and host_step.py keep running (their numbers are benchmarks, not pass/fail criteria)."""
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO, child_env
 
 
 def test_host_time_prints_every_row():
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     run = subprocess.run([sys.executable, "benchmarks/host_time.py", "--layers", "1", "--repeats", "1", "--calls", "2"],
-                         cwd=REPO, env={**env, "DS_ACCELERATOR": "cpu"}, capture_output=True, text=True, timeout=300)
+                         cwd=REPO, env=child_env(DS_ACCELERATOR="cpu"), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "megatron-core linears (baseline)" in run.stdout and "our layer spec" in run.stdout
     assert "with torch's linear (not shipped)" in run.stdout
 
 
 def test_host_step_prints_every_variant():
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     run = subprocess.run([sys.executable, "benchmarks/host_step.py", "--depths", "1", "2", "--variants", "amp", "zero3",
                           "--steps", "1", "--repeats", "1"],
-                         cwd=REPO, env={**env, "DS_ACCELERATOR": "cpu"}, capture_output=True, text=True, timeout=300)
+                         cwd=REPO, env=child_env(DS_ACCELERATOR="cpu"), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = [line.split() for line in run.stdout.splitlines() if line.strip().startswith(("amp ", "zero3 "))]
     assert [r[0] for r in rows] == ["amp", "zero3"] and rows[0][6] == "1.00", run.stdout
@@ -49,8 +45,7 @@ print(json.dumps(out))
 def test_host_step_partitions_the_tiny_layers_as_the_3b():
     """At DeepSpeed's own element counts ZeRO-3 keeps every tiny parameter whole (under the persistence threshold);
     scaled to the tiny layer, it partitions the four weight matrices and keeps biases and norms, as at the 3B."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
-    run = subprocess.run([sys.executable, "-c", PARTITIONED], cwd=REPO, env={**env, "DS_ACCELERATOR": "cpu"},
+    run = subprocess.run([sys.executable, "-c", PARTITIONED], cwd=REPO, env=child_env(DS_ACCELERATOR="cpu"),
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     partitioned = json.loads(run.stdout.strip().splitlines()[-1])

@@ -2,12 +2,11 @@
 ``build`` installs it; the parameters it marks available must be the ones DeepSpeed would, so an engine that
 partitions every parameter trains to the same losses with DeepSpeed's own ``wait`` put back."""
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO, child_env, zero3_every_parameter_partitioned
+
 DRIVER = """
 import json, sys
 from benchmarks.train_step import engine_step, synthetic_batch
@@ -30,13 +29,10 @@ print(json.dumps({"losses": losses, "handles": len(made), "installed_by_build": 
 
 
 def run(tmp_path, mode: str) -> dict:
-    ds = json.loads((REPO / "ds_configs/zero3.json").read_text())
-    ds["zero_optimization"]["stage3_param_persistence_threshold"] = 0  # every tiny parameter is partitioned
     path = tmp_path / "ds.json"
-    path.write_text(json.dumps(ds))
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    path.write_text(json.dumps(zero3_every_parameter_partitioned()))
     out = subprocess.run([sys.executable, "-c", DRIVER, str(path), mode], cwd=REPO, capture_output=True, text=True,
-                         env={**env, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}, timeout=300)
+                         env=child_env(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1"), timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -3,14 +3,13 @@ set of hooks) change speed only: losses equal those of per-submodule fetching, w
 recompute, and with the layer's two halves as leaves (the configuration before NexaTransformerLayer). Every loss
 term is on, so each head (and the masked-peak head's second use, on [CLS]) is exercised."""
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO, child_env, zero3_every_parameter_partitioned
+
 DRIVER = """
 import json, sys
 import torch
@@ -46,21 +45,19 @@ HALVES = ["megatron.core.transformer.attention.SelfAttention", "megatron.core.tr
 
 def run(tmp_path, leaves: list[str] | None, recompute: str, *overrides: str) -> dict:
     """``leaves``: the leaf classes (None: the shipped ones); ``overrides``: more run-config overrides."""
-    ds = json.loads((REPO / "ds_configs/zero3.json").read_text())
+    ds = zero3_every_parameter_partitioned()
     z = ds["zero_optimization"]
     assert z["leaf_module"]["classes"], "the shipped ZeRO-3 config names leaf modules"
-    z["stage3_param_persistence_threshold"] = 0  # tiny parameters would otherwise never be gathered
     if leaves is not None:
         z["leaf_module"] = {"classes": leaves}
     if recompute == "none":
         ds.pop("activation_checkpointing", None)
     path = tmp_path / f"ds_{len(leaves or ())}_{recompute}.json"
     path.write_text(json.dumps(ds))
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     out = subprocess.run([sys.executable, "-c", DRIVER, str(path), f"model.recompute={recompute}", "loss.contrastive=1.0",
                           "loss.cls_spectrum=1.0", "train.micro_batch_size=8", "train.global_batch_size=8",
                           "optim.warmup_steps=1", *overrides],
-                         cwd=REPO, env={**env, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"},
+                         cwd=REPO, env=child_env(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1"),
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
