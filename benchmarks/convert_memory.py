@@ -8,7 +8,6 @@ fresh interpreter and reads its peak RSS. The interpreter with torch and DeepSpe
 alone in the same run and reported too.
 """
 import argparse
-import json
 import os
 import shutil
 import subprocess

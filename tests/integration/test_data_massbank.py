@@ -9,7 +9,6 @@ import torch
 from megatron_nexa.config import load_config
 from megatron_nexa.data.loader import build_dataset, build_loader
 from megatron_nexa.data.masking import IGNORE, mz_bins
-from megatron_nexa.data.sampler import Kind
 from megatron_nexa.data.source import DataError, SpectraSource
 from megatron_nexa.tokens import TokenType
 from tests.conftest import REPO

@@ -2,7 +2,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from megatron_nexa.config import load_config
 from megatron_nexa.plan import count_parameters, transformer_parameters_formula
