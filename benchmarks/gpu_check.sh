@@ -6,7 +6,7 @@
 # 2. pytest tests/gpu: bf16 megatron encoder vs the fp32 reference, the spectral mask under the fused
 #    SDPA kernels, the real ZeRO-3 engine on NCCL;
 # 3. benchmarks/gpu_step.py: step_3b_full, the whole 3B model (FULL_LAYERS, 36) at micro-batch 32, which fits
-#    one 80 GB GPU under ZeRO-3 (nexa-plan: 65 GiB): the pilot's own shape, so the per-step costs outside the
+#    one 80 GB GPU under ZeRO-3 (nexa-plan: 57 GiB): the pilot's own shape, so the per-step costs outside the
 #    layers (embeddings, heads, losses, optimiser prologue) weigh what they will weigh in the run; then the 3B
 #    and 7B widths at 4 layers for the comparisons between variants: step time, TFLOP/s, MFU, peak memory
 #    beside nexa-plan's prediction, against the plain-PyTorch AMP baseline;
@@ -60,7 +60,7 @@ if want step_7b_full; then
     stage step_7b_full step_7b_full "${LIMIT_7B_FULL:-200}" python3 benchmarks/gpu_step.py --model nexa_7b \
       --layers 60 --warmup 3 --steps 10 --json "$OUT/gpu_step_7b_full.json" --variants $V7F
   else
-    echo "== step_7b_full: skipped, $GPU_GIB GiB on this GPU (the whole 7B needs ~130)" | tee -a "$OUT/summary.txt"
+    echo "== step_7b_full: skipped, $GPU_GIB GiB on this GPU (the whole 7B needs ~110: nexa-plan 107.5 GiB)" | tee -a "$OUT/summary.txt"
   fi
 fi
 want step_3b && stage step_3b step_3b "${LIMIT_3B:-220}" python3 benchmarks/gpu_step.py --model nexa_3b --layers 4 \

@@ -37,8 +37,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DS_ACCELERATOR", "cuda" if torch.cuda.is_available() else "cpu")
 
-from megatron_nexa.cluster_plan import GiB, Cluster, forward_flops, plan  # noqa: E402
-from benchmarks.train_step import synthetic_batch  # noqa: E402
+from megatron_nexa.cluster_plan import GiB, Cluster, ZeroSettings, forward_flops, plan  # noqa: E402
+from benchmarks.train_step import MASKED_SHARE, synthetic_batch  # noqa: E402
 from megatron_nexa.config import AttentionBackend, Recompute, load_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,14 +198,18 @@ def release_memory() -> int:
     return torch.cuda.memory_allocated()
 
 
-def ds_config_file(variant: Variant, tmp: Path) -> str:
+def ds_config(variant: Variant) -> dict:
     ds = json.loads((REPO / f"ds_configs/{variant.ds_config}.json").read_text())
     ds["zero_optimization"].update(variant.zero_overrides)
     ds.update(variant.ds_sections)
     if variant.recompute == Recompute.NONE:
         ds.pop("activation_checkpointing", None)  # its presence turns full recompute on (engine/ds_config.py)
+    return ds
+
+
+def ds_config_file(variant: Variant, tmp: Path) -> str:
     path = tmp / "ds.json"
-    path.write_text(json.dumps(ds))
+    path.write_text(json.dumps(ds_config(variant)))
     return str(path)
 
 
@@ -275,12 +279,14 @@ def build_engine(cfg, ds_path, variant: Variant):
 
 
 def plan_gib(cfg, variant: Variant, micro_batch: int) -> float | None:
-    """nexa-plan's per-GPU memory for this variant on one GPU (ZeRO stage of its DeepSpeed config)."""
+    """nexa-plan's per-GPU memory for this variant on one GPU, sized by its DeepSpeed config, for
+    ``synthetic_batch``'s share of masked tokens."""
     if not variant.engine:
         return None
-    stage = json.loads((REPO / f"ds_configs/{variant.ds_config}.json").read_text())["zero_optimization"]["stage"]
-    cluster = Cluster(gpus_per_node=1, nodes=1, micro_batch=micro_batch, recompute=variant.recompute)
-    return plan(cfg.model, cluster)["memory_gib"][stage]["total"]
+    zero = ZeroSettings.from_section(ds_config(variant)["zero_optimization"])
+    cluster = Cluster(gpus_per_node=1, nodes=1, micro_batch=micro_batch, recompute=variant.recompute,
+                      masked_fraction=MASKED_SHARE, zero={**Cluster().zero, zero.stage: zero})
+    return plan(cfg.model, cluster)["memory_gib"][zero.stage]["total"]
 
 
 def variant_config(model: str, layers: int, micro_batch: int, variant: Variant):

@@ -25,6 +25,7 @@ from megatron_nexa.data.masking import IGNORE, mz_bins  # noqa: E402
 from megatron_nexa.tokens import TokenType  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+MASKED_SHARE = 0.2  # of the peaks, in synthetic_batch
 
 
 def synthetic_batch(cfg, rows: int, seed: int = 0) -> Batch:
@@ -34,7 +35,7 @@ def synthetic_batch(cfg, rows: int, seed: int = 0) -> Batch:
     tt[:, 0], tt[:, 1] = TokenType.CLS, TokenType.PREC
     mz = np.sort(rng.uniform(50, 900, (rows, length)), axis=1).astype(np.float32)
     inten = rng.uniform(0.01, 1, (rows, length)).astype(np.float32)
-    masked = (rng.random((rows, length)) < 0.2) & (tt == TokenType.PEAK)
+    masked = (rng.random((rows, length)) < MASKED_SHARE) & (tt == TokenType.PEAK)
     tt[masked] = TokenType.MASK
     mz_t = np.where(masked, rng.integers(0, cfg.model.mz_bins, (rows, length)), IGNORE)
     int_t = np.where(masked, rng.integers(0, cfg.model.intensity_bins, (rows, length)), IGNORE)

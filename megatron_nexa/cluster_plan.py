@@ -1,25 +1,69 @@
 """The 3B → 7B plan as numbers: tokens, steps, FLOPs, per-GPU memory under ZeRO-1/2/3, days to train.
 
-Memory per GPU, bf16 training with an fp32 master copy and AdamW (DeepSpeed's layout):
-  parameters 2 B/param, gradients 2 B/param, optimiser 16 B/param (fp32 master, the fp32 gradient
-  partition DeepSpeed's bf16 optimisers keep beside it, two Adam moments; measured on an H100, see
-  benchmarks/RESULTS.md: with 12 B the plan fell 6-29 % short of the measured peaks);
-  ZeRO-1 shards the optimiser, ZeRO-2 also the gradients, ZeRO-3 also the parameters, over the
-  data-parallel ranks. ZeRO-3 additionally holds the gathered parameters of the layers in flight
-  (about two layers, prefetch included).
-Activations per layer (Korthikanti et al., "Reducing Activation Recomputation in Large Transformer
-Models", the formula Megatron-LM uses): ``s·b·h·(34 + 5·a·s/h)`` bytes without recompute (the s² term
-only for megatron's local attention); ``34·s·b·h`` with selective recompute; with full recompute only
-each layer's input ``2·s·b·h`` is kept, plus one layer's full activations during its backward.
-``activation_bytes`` is checked against the tensors autograd really saves, on a small config in bf16
-(tests/unit/test_cluster_plan.py).
+Memory per GPU follows what DeepSpeed 0.19 allocates (bf16, AdamW), in two phases, the larger of which is
+the peak (benchmarks/RESULTS.md §22 checks it against every peak measured on an H100):
+- forward/backward, at the start of the backward where activations peak: bf16 parameters (2 B/param),
+  the optimiser (12 B/param: fp32 master weights and Adam's two moments), the reduce buckets and, under
+  ZeRO-3, its bf16 gradient partition (allocated at start-up) and the parameters gathered in flight;
+  ZeRO-1/2 allocate their gradients only as the backward frees activations;
+- the optimiser step: parameters, bf16 gradients and optimiser, plus the fp32 copy of the gradients the
+  step works on (ZeRO-3: one ``sub_group_size`` at a time; ZeRO-1/2: the rank's whole partition).
+ZeRO-1 shards the optimiser, ZeRO-2 also the gradients, ZeRO-3 also the parameters, over the
+data-parallel ranks. Buffer sizes come from the DeepSpeed config (``ZeroSettings``).
+Activations: per layer the tensors autograd saves in our encoder, ``34·s·b·h`` bytes (Korthikanti et al.,
+"Reducing Activation Recomputation in Large Transformer Models", without dropout masks, plus the
+attention output kept in both layouts), and the bf16 copy SDPA makes of the spectral mask (``2·b·s²``);
+megatron's local attention adds its ``5·a·s²·b`` score tensors. Full recompute keeps each layer's input
+(``2·s·b·h``), and during the backward one layer's activations and as much again for its gradients (the
+two full-recompute peaks measured on an H100 sit there; one layer alone fell 8–9 % short). Outside the layers: the embedding's
+Fourier features and intensity MLP, the final LayerNorm, and the masked-peak head with its fp32
+log-probabilities for each masked token and [CLS]. Both are checked against the tensors autograd saves
+on small bf16 models (tests/unit/test_cluster_plan.py).
 """
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 from megatron_nexa.config import AttentionBackend, ModelConfig, Recompute
-from megatron_nexa.plan import count_parameters
+from megatron_nexa.plan import count_parameters, layer_parameters_formula
 
 GiB = 2**30
+
+
+@dataclass(frozen=True)
+class ZeroSettings:
+    """The part of a DeepSpeed ``zero_optimization`` section that sizes memory; DeepSpeed 0.19's defaults."""
+    stage: int
+    reduce_bucket_size: int = 500_000_000
+    contiguous_gradients: bool = True
+    overlap_comm: bool | None = None  # None: DeepSpeed's default, on for ZeRO-3 only
+    sub_group_size: int = 1_000_000_000
+    stage3_prefetch_bucket_size: int = 50_000_000
+    stage3_max_live_parameters: int = 1_000_000_000
+
+    @classmethod
+    def from_section(cls, zero: dict) -> "ZeroSettings":
+        """From a ``zero_optimization`` dict; keys it does not know, and ``"auto"`` values, are DeepSpeed's."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in zero.items() if k in known and v != "auto"})
+
+    @classmethod
+    def from_ds_config(cls, path: str | Path) -> "ZeroSettings":
+        try:
+            return cls.from_section(json.loads(Path(path).read_text())["zero_optimization"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: not a DeepSpeed config with a zero_optimization stage ({e})") from e
+
+    @property
+    def overlaps(self) -> bool:
+        return self.stage == 3 if self.overlap_comm is None else self.overlap_comm
+
+
+def default_zero() -> dict[int, ZeroSettings]:
+    """The repository's ds_configs/zero{1,2,3}.json where present (an editable install), else DeepSpeed's."""
+    here = Path(__file__).resolve().parents[1] / "ds_configs"
+    return {s: ZeroSettings.from_ds_config(here / f"zero{s}.json") if (here / f"zero{s}.json").exists()
+            else ZeroSettings(stage=s) for s in (1, 2, 3)}
 
 
 @dataclass
@@ -32,6 +76,8 @@ class Cluster:
     peak_tflops: float = 989.0  # dense bf16 per GPU (H100 SXM)
     mfu: float = 0.45
     recompute: Recompute = Recompute.FULL
+    masked_fraction: float = 0.30  # of the tokens; masking.ratio_max by default, the worst case
+    zero: dict[int, ZeroSettings] = field(default_factory=default_zero)
     # the data (card §5-6)
     train_spectra: float = 539e6
     tokens_per_spectrum: int = 256
@@ -52,27 +98,57 @@ def forward_flops(cfg: ModelConfig, rows: int, seq: int) -> float:
     return cfg.num_layers * (2 * rows * seq * (4 * h * h + 2 * h * f) + 4 * rows * seq * seq * h)
 
 
+def layer_activation_bytes(cfg: ModelConfig, micro_batch: int, seq: int) -> float:
+    """One layer without recompute: ``34·s·b·h``, the bf16 mask SDPA saves, local attention's scores."""
+    s, b, h, a = seq, micro_batch, cfg.hidden_size, cfg.num_attention_heads
+    scores = 5 * a * s * s * b if cfg.attention_backend == AttentionBackend.LOCAL else 0.0
+    return 34 * s * b * h + 2 * b * s * s + scores
+
+
+def outside_layer_bytes(cfg: ModelConfig, micro_batch: int, seq: int, masked_fraction: float) -> float:
+    """Embedding (Fourier features, intensity MLP), final LayerNorm (input, output), and per masked token and
+    [CLS] the head's transform (four h-wide tensors) and fp32 log-probabilities; [CLS] also its spectrum's."""
+    h, bins = cfg.hidden_size, cfg.mz_bins + cfg.intensity_bins
+    per_token = 4 * cfg.fourier_num_frequencies + 4 * cfg.intensity_hidden + 4 * h
+    per_head_row = 8 * h + 4 * bins
+    return micro_batch * (seq * (per_token + masked_fraction * per_head_row) + per_head_row + 4 * cfg.mz_bins)
+
+
 def activation_bytes(cfg: ModelConfig, micro_batch: int, seq: int, recompute: Recompute,
-                     during_backward: bool = True) -> float:
-    """Activation bytes per GPU (16-bit activations). Our default SDPA attention keeps no s² score
-    matrix (its kernels recompute scores), so the ``5·a·s²·b`` term only applies to megatron's local
-    attention. The boolean spectral mask (``b·s²`` bytes) is kept once. With full recompute, the layer
-    being recomputed in the backward pass adds one layer's activations (``during_backward``)."""
-    s, b, h, a, L = seq, micro_batch, cfg.hidden_size, cfg.num_attention_heads, cfg.num_layers
-    scores = 5 * a * s / h if cfg.attention_backend == AttentionBackend.LOCAL else 0.0
-    full_layer = s * b * h * (34 + scores)
-    mask = b * s * s
-    if recompute == Recompute.NONE:
-        return L * full_layer + mask
-    if recompute == Recompute.SELECTIVE:
-        return L * 34 * s * b * h + mask
-    return L * 2 * s * b * h + mask + (full_layer if during_backward else 0.0)
+                     masked_fraction: float = 0.30, during_backward: bool = True) -> float:
+    """Activation bytes per GPU (16-bit activations), layers and the rest; the boolean mask once.
+    Selective recompute re-runs core attention, which under SDPA saves no more than its inputs and
+    output: as much as none. ``during_backward``: full recompute's re-run layer and its gradients."""
+    s, b, h, L = seq, micro_batch, cfg.hidden_size, cfg.num_layers
+    rest = outside_layer_bytes(cfg, b, s, masked_fraction) + b * s * s
+    layer = layer_activation_bytes(cfg, b, s)
+    if recompute != Recompute.FULL:
+        return L * layer + rest
+    return L * 2 * s * b * h + rest + (2 * layer if during_backward else 0.0)
 
 
-def model_state_bytes(params: int, stage: int, dp: int) -> dict[str, float]:
-    shard = {"params": stage >= 3, "grads": stage >= 2, "optimizer": stage >= 1}
-    per_param = {"params": 2, "grads": 2, "optimizer": 16}
-    return {k: params * per_param[k] / (dp if shard[k] else 1) for k in per_param}
+def memory_bytes(params: int, zero: ZeroSettings, dp: int, activations: float, leaf_params: int) -> dict[str, float]:
+    """Per-GPU bytes of each part, the two phases' totals and the peak (see the module docstring)."""
+    stage, shard = zero.stage, (lambda n: n / dp)
+    parts = {"params": 2 * (shard(params) if stage >= 3 else params),
+             "grads": 2 * (shard(params) if stage >= 2 else params),
+             "optimizer": 12 * shard(params)}
+    buckets = 2 * zero.reduce_bucket_size if zero.contiguous_gradients else 0.0
+    if stage == 3:
+        gathered = 0.0 if dp == 1 else 2 * min(zero.stage3_max_live_parameters,
+                                                zero.stage3_prefetch_bucket_size + leaf_params)
+        parts["buffers"] = buckets + gathered  # on one rank a parameter's partition is the parameter
+        fp32_grads = 4 * min(zero.sub_group_size, shard(params))
+    else:
+        parts["buffers"] = buckets * (2 if zero.overlaps else 1)
+        fp32_grads = 4 * shard(params)
+    parts["activations"] = activations
+    parts["step fp32 grads"] = fp32_grads
+    kept = parts["params"] + parts["optimizer"]
+    parts["forward/backward"] = kept + parts["buffers"] + activations + (parts["grads"] if stage == 3 else 0.0)
+    parts["step"] = kept + parts["grads"] + fp32_grads + (parts["buffers"] if stage == 3 else 0.0)
+    parts["total"] = max(parts["forward/backward"], parts["step"])
+    return parts
 
 
 def plan(cfg: ModelConfig, cluster: Cluster) -> dict:
@@ -84,16 +160,12 @@ def plan(cfg: ModelConfig, cluster: Cluster) -> dict:
     step_flops = 3 * forward_flops(cfg, cluster.global_batch, seq)
     total_flops = step_flops * total_steps
     seconds = total_flops / (cluster.gpus * cluster.peak_tflops * 1e12 * cluster.mfu)
-    act = activation_bytes(cfg, cluster.micro_batch, seq, cluster.recompute)
-    layer_params = 12 * cfg.hidden_size ** 2 + 13 * cfg.hidden_size
+    act = activation_bytes(cfg, cluster.micro_batch, seq, cluster.recompute, cluster.masked_fraction)
     memory = {}
     for stage in (1, 2, 3):
-        parts = model_state_bytes(n, stage, cluster.gpus)
-        parts["activations"] = act
-        parts["zero3 working set"] = 2 * 2 * layer_params if stage == 3 else 0.0
-        total = sum(parts.values())
-        memory[stage] = {**{k: v / GiB for k, v in parts.items()}, "total": total / GiB,
-                         "fits": total / GiB <= 0.9 * cluster.gpu_memory_gib}
+        parts = memory_bytes(n, cluster.zero[stage], cluster.gpus, act, layer_parameters_formula(cfg))
+        memory[stage] = {**{k: v / GiB for k, v in parts.items()},
+                         "fits": parts["total"] / GiB <= 0.9 * cluster.gpu_memory_gib}
     return {
         "parameters": n, "tokens_per_epoch": cluster.train_spectra * cluster.tokens_per_spectrum,
         "global_batch": cluster.global_batch, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
@@ -112,11 +184,12 @@ def render(name: str, cfg: ModelConfig, cluster: Cluster, p: dict) -> str:
              f"{p['total_steps']:,.0f} steps for {cluster.epochs} epochs",
              f"  compute: {p['flops_total']:.3g} FLOPs (6·N·D gives {p['flops_6ND']:.3g}); at {cluster.mfu:.0%} MFU of "
              f"{cluster.peak_tflops:.0f} TFLOP/s per GPU: {p['days']:.1f} days",
-             "  memory per GPU (GiB):   params  grads  optimizer  activations  zero3-work   total  fits "
-             f"{cluster.gpu_memory_gib:.0f} GiB?"]
+             "  memory per GPU (GiB):   params  grads  optimizer  buffers  activations  step-fp32  "
+             f"fwd/bwd    step    peak  fits {cluster.gpu_memory_gib:.0f} GiB?"]
     for stage, m in p["memory_gib"].items():
         lines.append(f"    ZeRO-{stage}             {m['params']:7.1f} {m['grads']:6.1f} {m['optimizer']:10.1f} "
-                     f"{m['activations']:12.1f} {m['zero3 working set']:11.1f} {m['total']:7.1f}  {'yes' if m['fits'] else 'no'}")
+                     f"{m['buffers']:8.1f} {m['activations']:12.1f} {m['step fp32 grads']:10.1f} "
+                     f"{m['forward/backward']:8.1f} {m['step']:7.1f} {m['total']:7.1f}  {'yes' if m['fits'] else 'no'}")
     best = p["zero_stage"]
     lines.append(f"  -> {'ZeRO-%d is the lowest stage that fits (90%% of memory)' % best if best else 'nothing fits: more GPUs, a smaller micro-batch or recompute'}")
     return "\n".join(lines)

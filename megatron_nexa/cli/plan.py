@@ -1,9 +1,10 @@
 """``nexa-plan --model CONFIG [cluster options]``: exact parameter counts, and the training plan on a
 cluster (tokens, steps, FLOPs, per-GPU memory under ZeRO-1/2/3, days). Defaults are the card's: 16 H100s
-on one VM, 32 spectra per GPU, 539 M training spectra x 256 tokens, 3 epochs."""
+on one VM, 32 spectra per GPU, 539 M training spectra x 256 tokens, 3 epochs; memory is sized by
+ds_configs/zero{1,2,3}.json unless ``--ds-config`` gives another for its stage."""
 import argparse
 
-from megatron_nexa.cluster_plan import Cluster, plan, render
+from megatron_nexa.cluster_plan import Cluster, ZeroSettings, plan, render
 from megatron_nexa.config import Recompute, load_config
 from megatron_nexa.plan import count_parameters
 
@@ -23,8 +24,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--spectra", type=float, default=d.train_spectra)
     p.add_argument("--tokens-per-spectrum", type=int, default=d.tokens_per_spectrum)
     p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--ds-config", action="append", default=[], metavar="JSON",
+                   help="DeepSpeed config whose buffers size its ZeRO stage's memory (repeatable)")
     args = p.parse_args(argv)
-    cfg = load_config(args.model).model
+    run = load_config(args.model)
+    cfg = run.model
+    zero = dict(d.zero)
+    for path in args.ds_config:
+        try:
+            z = ZeroSettings.from_ds_config(path)
+        except ValueError as e:
+            p.error(str(e))
+        zero[z.stage] = z
     count = count_parameters(cfg)
     print(f"model: {args.model}  ({cfg.num_layers} layers, hidden {cfg.hidden_size}, "
           f"FFN {cfg.ffn_hidden_size}, {cfg.num_attention_heads} heads)")
@@ -34,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     cluster = Cluster(gpus_per_node=args.gpus_per_node, nodes=args.nodes, micro_batch=args.micro_batch,
                       grad_accum=args.grad_accum, gpu_memory_gib=args.gpu_memory_gib, peak_tflops=args.peak_tflops,
                       mfu=args.mfu, recompute=Recompute(args.recompute) if args.recompute else cfg.recompute,
+                      masked_fraction=run.masking.ratio_max, zero=zero,
                       train_spectra=args.spectra, tokens_per_spectrum=args.tokens_per_spectrum, epochs=args.epochs)
     print(render(args.model, cfg, cluster, plan(cfg, cluster)))
 
