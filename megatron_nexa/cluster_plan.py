@@ -15,16 +15,16 @@ Activations: per layer the tensors autograd saves in our encoder, ``34·s·b·h`
 attention output kept in both layouts), and the bf16 copy SDPA makes of the spectral mask (``2·b·s²``);
 megatron's local attention adds its ``5·a·s²·b`` score tensors. Full recompute keeps each layer's input
 (``2·s·b·h``), and during the backward one layer's activations and as much again for its gradients (the
-two full-recompute peaks measured on an H100 sit there; one layer alone fell 8–9 % short). Outside the layers: the embedding's
-Fourier features and intensity MLP, the final LayerNorm, and the masked-peak head with its fp32
-log-probabilities for each masked token and [CLS]. Both are checked against the tensors autograd saves
-on small bf16 models (tests/unit/test_cluster_plan.py).
+two full-recompute peaks measured on an H100 sit there; one layer alone fell 8–9 % short). Outside the
+layers: the embedding's Fourier features and intensity MLP, the final LayerNorm, and the masked-peak head
+with its fp32 log-probabilities for each masked token and [CLS]. Both are checked against the tensors
+autograd saves on small bf16 models (tests/unit/test_cluster_plan.py).
 """
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from megatron_nexa.config import AttentionBackend, ModelConfig, Recompute
+from megatron_nexa.config import AttentionBackend, MaskingConfig, ModelConfig, Recompute
 from megatron_nexa.plan import count_parameters, layer_parameters_formula
 
 GiB = 2**30
@@ -50,9 +50,12 @@ class ZeroSettings:
     @classmethod
     def from_ds_config(cls, path: str | Path) -> "ZeroSettings":
         try:
-            return cls.from_section(json.loads(Path(path).read_text())["zero_optimization"])
+            zero = cls.from_section(json.loads(Path(path).read_text())["zero_optimization"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path}: not a DeepSpeed config with a zero_optimization stage ({e})") from e
+        if zero.stage not in (1, 2, 3):
+            raise ValueError(f"{path}: ZeRO stage {zero.stage}; the plan sizes stages 1, 2 and 3")
+        return zero
 
     @property
     def overlaps(self) -> bool:
@@ -76,7 +79,7 @@ class Cluster:
     peak_tflops: float = 989.0  # dense bf16 per GPU (H100 SXM)
     mfu: float = 0.45
     recompute: Recompute = Recompute.FULL
-    masked_fraction: float = 0.30  # of the tokens; masking.ratio_max by default, the worst case
+    masked_fraction: float = MaskingConfig.ratio_max  # of the tokens: the worst case of the default masking
     zero: dict[int, ZeroSettings] = field(default_factory=default_zero)
     # the data (card §5-6)
     train_spectra: float = 539e6
@@ -115,7 +118,7 @@ def outside_layer_bytes(cfg: ModelConfig, micro_batch: int, seq: int, masked_fra
 
 
 def activation_bytes(cfg: ModelConfig, micro_batch: int, seq: int, recompute: Recompute,
-                     masked_fraction: float = 0.30, during_backward: bool = True) -> float:
+                     masked_fraction: float = MaskingConfig.ratio_max, during_backward: bool = True) -> float:
     """Activation bytes per GPU (16-bit activations), layers and the rest; the boolean mask once.
     Selective recompute re-runs core attention, which under SDPA saves no more than its inputs and
     output: as much as none. ``during_backward``: full recompute's re-run layer and its gradients."""

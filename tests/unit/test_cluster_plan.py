@@ -46,12 +46,16 @@ def test_peak_is_the_larger_phase():
     assert z2["forward/backward"] == 2000 + 12000 + 20 + 1e6
 
 
-def test_zero_settings_read_from_the_shipped_configs():
+def test_zero_settings_read_from_the_shipped_configs(tmp_path):
     z3 = ZeroSettings.from_ds_config(REPO / "ds_configs/zero3.json")
     assert (z3.stage, z3.reduce_bucket_size, z3.stage3_prefetch_bucket_size) == (3, 500_000_000, 500_000_000)
     assert ZeroSettings.from_section({"stage": 2, "reduce_bucket_size": "auto"}).reduce_bucket_size == 500_000_000
     with pytest.raises(ValueError, match="zero1_missing.json"):
         ZeroSettings.from_ds_config(REPO / "ds_configs/zero1_missing.json")
+    stage0 = tmp_path / "zero0.json"
+    stage0.write_text('{"zero_optimization": {"stage": 0}}')
+    with pytest.raises(ValueError, match="zero0.json: ZeRO stage 0"):
+        ZeroSettings.from_ds_config(stage0)
 
 
 @pytest.mark.parametrize("recompute", list(Recompute))
