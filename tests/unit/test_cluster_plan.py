@@ -58,6 +58,21 @@ def test_zero_settings_read_from_the_shipped_configs(tmp_path):
         ZeroSettings.from_ds_config(stage0)
 
 
+def saved_bytes(module: torch.nn.Module, forward) -> int:
+    """Bytes of the tensors autograd saves for the backward while ``forward()`` runs, each storage once,
+    ``module``'s parameters excluded."""
+    params = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    saved = {}
+
+    def pack(t):
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        forward()
+    return sum(v for k, v in saved.items() if k not in params)
+
+
 @pytest.mark.parametrize("recompute", list(Recompute))
 def test_activation_model_matches_saved_tensors(parallel, recompute):
     from megatron_nexa.model.attention_mask import spectral_attention_mask
@@ -70,16 +85,7 @@ def test_activation_model_matches_saved_tensors(parallel, recompute):
     tt, mz, inten, seg = random_batch(0, b=b, length=s, max_peaks=126)
     hidden = enc.embedding(tt, mz, inten).detach().transpose(0, 1).contiguous().requires_grad_()
     mask = spectral_attention_mask(tt, seg, cfg.local_window)
-    params = {p.untyped_storage().data_ptr() for p in enc.parameters()}
-    saved = {}
-
-    def pack(t):
-        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        enc.transformer(hidden, attention_mask=mask)
-    measured = sum(v for k, v in saved.items() if k not in params)
+    measured = saved_bytes(enc, lambda: enc.transformer(hidden, attention_mask=mask))
     predicted = activation_bytes(cfg, b, s, recompute, during_backward=False) - outside_layer_bytes(cfg, b, s, 0.3)
     assert 0.8 < measured / predicted < 1.3, (measured, predicted)
 
@@ -100,16 +106,7 @@ def test_whole_model_activations_match_saved_tensors(parallel, hidden):
     batch = synthetic_batch(run, b)
     s = batch.token_type.shape[1]
     masked = (batch.token_type == TokenType.MASK).float().mean().item()
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved = {}
-
-    def pack(t):
-        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        pretraining_terms(batch, model(*batch.model_inputs()), run.loss)["loss"]
-    measured = sum(v for k, v in saved.items() if k not in params)
+    measured = saved_bytes(model, lambda: pretraining_terms(batch, model(*batch.model_inputs()), run.loss))
     predicted = activation_bytes(cfg, b, s, Recompute.NONE, masked)
     assert 0.9 < measured / predicted < 1.1, (measured, predicted)
 
