@@ -54,7 +54,7 @@ GPU_GIB=$(python3 -c "import torch; print(torch.cuda.get_device_properties(0).to
 want pytest && stage pytest pytest "${LIMIT_PYTEST:-80}" python3 -m pytest -q -s -p no:cacheprovider tests/gpu
 want step_3b_full && stage step_3b_full step_3b_full "${LIMIT_3B_FULL:-240}" python3 benchmarks/gpu_step.py --model nexa_3b \
   --layers "${FULL_LAYERS:-36}" --warmup 3 --steps 10 --json "$OUT/gpu_step_3b_full.json" --variants $VF
-# The whole 7B fits one GPU only with full recompute and ~130 GiB (nexa-plan, 15 % high at the 3B): H200 only.
+# The whole 7B fits one GPU only with full recompute, 107.5 GiB by nexa-plan (RESULTS §22): H200 only.
 if want step_7b_full; then
   if [ "$GPU_GIB" -ge 120 ]; then
     stage step_7b_full step_7b_full "${LIMIT_7B_FULL:-200}" python3 benchmarks/gpu_step.py --model nexa_7b \
@@ -81,4 +81,8 @@ fi
 echo; [ -f "$OUT/pytest.log" ] && echo "=== pytest" && grep -E "passed|failed|error|skipped|relative error|^FAILED|^SKIPPED" "$OUT/pytest.log" | tail -15
 [ -f "$OUT/pretrain.log" ] && { echo "=== pretrain"; grep -E "^===|resume|final|rror|^step +[0-9]+" "$OUT/pretrain.log" | tail -14; }
 for w in 3b_full 7b_full 3b 7b; do [ -f "$OUT/step_$w.log" ] || continue; echo "=== gpu_step $w"; sed -n '/ width, [0-9]* layers/,$p' "$OUT/step_$w.log"; grep -E "Error|error" "$OUT/step_$w.log" | tail -3; done
+if ls "$OUT"/gpu_step_*.json >/dev/null 2>&1; then  # every peak against nexa-plan (RESULTS §22); all rows in the file
+  echo "=== peak memory / nexa-plan"; python3 benchmarks/plan_memory.py "$OUT"/gpu_step_*.json > "$OUT/plan_memory.txt" 2>&1
+  grep "rows: measured" "$OUT/plan_memory.txt" || tail -3 "$OUT/plan_memory.txt"
+fi
 cat "$OUT/summary.txt"
