@@ -105,6 +105,10 @@ VARIANTS = {
     "zero3_gas16": Variant(accumulation=16, note="the pilot's global batch (512) on one GPU: 16 micro-batches per "
                                                  "update, so each micro-batch carries 1/16 of it, as on 16 GPUs"),
     "amp_gas16": Variant(engine=False, accumulation=16, note="baseline, 16 micro-batches per update"),
+    "zero3_mb2x_gas8": Variant(batch_factor=2, accumulation=8,
+                               note="the pilot's global batch as 8 micro-batches of twice the size (H200: 80 GiB at 3B)"),
+    "zero3_gas32": Variant(accumulation=32, note="32 micro-batches per update: the pilot's global batch at --micro-batch "
+                                                 "16 (the whole 7B without recompute on an H200)"),
     "zero3_full_gas16": Variant(recompute=Recompute.FULL, accumulation=16,
                                 note="full recompute, 16 micro-batches per update (the whole 7B on one H200)"),
     "zero3_noleaf": Variant(zero_overrides={"leaf_module": {"classes": []}},
