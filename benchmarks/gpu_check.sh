@@ -12,7 +12,9 @@
 #    beside nexa-plan's prediction, against the plain-PyTorch AMP baseline;
 # 4. if data_out/massbank_v2 is there (make demo's preprocessing): `deepspeed pretrain_nexa.py` on it,
 #    then (stage resume) the same command again with more steps, which must resume from the checkpoint.
-# Each stage has its own time limit; logs and JSON go to OUT_DIR; the tables are printed last.
+# Each stage has its own time limit; every stage's output goes to OUT_DIR/stages.log (headed '##### NAME'),
+# JSON and the profile beside it (at most 8 files come back from a lent GPU: 8 here on an H200 with every stage);
+# the tables are printed last.
 # STAGES picks stages (default: pytest step_3b_full step_7b_full step_3b step_7b pretrain; resume also exists;
 # step_7b_full, the whole 7B at micro-batch 16 without recompute and at 32 with full recompute, runs only on a
 # GPU of 120 GiB or more, an H200, which also adds VARIANTS_FULL_BIG to step_3b_full); VARIANTS_3B, VARIANTS_7B,
@@ -36,11 +38,12 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,
   > "$OUT/summary.txt" 2>&1
 echo "TORCH_CUDA_ARCH_LIST: was '$ARCH_WAS', set to '$TORCH_CUDA_ARCH_LIST'" >> "$OUT/summary.txt"
 
-stage() {  # stage NAME LOG SECONDS CMD...: run with a time limit, append to OUT/LOG.log (8 files come back)
-  local name=$1 log=$2 limit=$3; shift 3
+LOG="$OUT/stages.log"
+stage() {  # stage NAME SECONDS CMD...: run with a time limit, its output appended to stages.log
+  local name=$1 limit=$2; shift 2
   local t0=$SECONDS
-  echo "=== $name" >> "$OUT/$log.log"
-  timeout "$limit" "$@" >> "$OUT/$log.log" 2>&1
+  echo "##### $name" >> "$LOG"
+  timeout "$limit" "$@" >> "$LOG" 2>&1
   local rc=$?
   echo "== $name: exit $rc after $((SECONDS - t0)) s" | tee -a "$OUT/summary.txt"
 }
@@ -54,27 +57,27 @@ V7F16=${VARIANTS_7B_FULL16:-zero3_gas32}
 V7F=${VARIANTS_7B_FULL:-zero3_full_gas16 zero3_full}
 GPU_GIB=$(python3 -c "import torch; print(torch.cuda.get_device_properties(0).total_memory >> 30)") || exit 1
 [ "$GPU_GIB" -ge 120 ] && VF="$VF ${VARIANTS_FULL_BIG:-zero3_mb2x_gas8}"  # 3B at micro-batch 64: 79.5 GiB by nexa-plan
-want pytest && stage pytest pytest "${LIMIT_PYTEST:-80}" python3 -m pytest -q -s -p no:cacheprovider tests/gpu
-want step_3b_full && stage step_3b_full step_3b_full "${LIMIT_3B_FULL:-240}" python3 benchmarks/gpu_step.py --model nexa_3b \
+want pytest && stage pytest "${LIMIT_PYTEST:-80}" python3 -m pytest -q -s -p no:cacheprovider tests/gpu
+want step_3b_full && stage step_3b_full "${LIMIT_3B_FULL:-240}" python3 benchmarks/gpu_step.py --model nexa_3b \
   --layers "${FULL_LAYERS:-36}" --warmup 3 --steps 10 --json "$OUT/gpu_step_3b_full.json" --variants $VF
 # The whole 7B fits one GPU only on an H200 (nexa-plan, RESULTS §22): without recompute at micro-batch 16,
 # 127.2 GiB (the 60 % goal's best chance: no forward run twice), and with full recompute at 32, 107.5 GiB.
 # Expandable segments: little memory is left to fragmentation.
 if want step_7b_full; then
   if [ "$GPU_GIB" -ge 120 ]; then
-    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True stage step_7b_full16 step_7b_full "${LIMIT_7B_FULL16:-150}" \
+    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True stage step_7b_full16 "${LIMIT_7B_FULL16:-150}" \
       python3 benchmarks/gpu_step.py --model nexa_7b --layers 60 --micro-batch 16 --warmup 1 --steps 10 \
       --json "$OUT/gpu_step_7b_full16.json" --variants $V7F16
-    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True stage step_7b_full step_7b_full "${LIMIT_7B_FULL:-200}" \
+    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True stage step_7b_full "${LIMIT_7B_FULL:-200}" \
       python3 benchmarks/gpu_step.py --model nexa_7b --layers 60 --warmup 3 --steps 10 \
       --json "$OUT/gpu_step_7b_full.json" --variants $V7F
   else
     echo "== step_7b_full: skipped, $GPU_GIB GiB on this GPU (the whole 7B needs ~110: nexa-plan 107.5 GiB)" | tee -a "$OUT/summary.txt"
   fi
 fi
-want step_3b && stage step_3b step_3b "${LIMIT_3B:-220}" python3 benchmarks/gpu_step.py --model nexa_3b --layers 4 \
+want step_3b && stage step_3b "${LIMIT_3B:-220}" python3 benchmarks/gpu_step.py --model nexa_3b --layers 4 \
   --json "$OUT/gpu_step_3b.json" --profile ${PROFILE_3B:-zero3 amp} --profile-out "$OUT/profile_3b.txt" --variants $V3
-want step_7b && stage step_7b step_7b "${LIMIT_7B:-80}" python3 benchmarks/gpu_step.py --model nexa_7b --layers 4 \
+want step_7b && stage step_7b "${LIMIT_7B:-80}" python3 benchmarks/gpu_step.py --model nexa_7b --layers 4 \
   --json "$OUT/gpu_step_7b.json" --variants $V7
 
 if want pretrain && [ -f data_out/massbank_v2/manifest.json ]; then
@@ -83,13 +86,18 @@ if want pretrain && [ -f data_out/massbank_v2/manifest.json ]; then
     --ds_config ds_configs/zero3.json --config configs/demo.yaml --train.run_dir="$RUN"
     --train.micro_batch_size=64 --train.global_batch_size=64 --train.wandb_mode=disabled
     --train.eval_interval=100 --train.save_interval=100 --train.log_interval=25)
-  stage pretrain pretrain "${LIMIT_PRETRAIN:-80}" "${PRETRAIN[@]}" --train.train_steps=200
-  want resume && stage pretrain_resume pretrain 60 "${PRETRAIN[@]}" --train.train_steps=250
+  stage pretrain "${LIMIT_PRETRAIN:-80}" "${PRETRAIN[@]}" --train.train_steps=200
+  want resume && stage pretrain_resume 60 "${PRETRAIN[@]}" --train.train_steps=250
 fi
 
-echo; [ -f "$OUT/pytest.log" ] && echo "=== pytest" && grep -E "passed|failed|error|skipped|relative error|^FAILED|^SKIPPED" "$OUT/pytest.log" | tail -15
-[ -f "$OUT/pretrain.log" ] && { echo "=== pretrain"; grep -E "^===|resume|final|rror|^step +[0-9]+" "$OUT/pretrain.log" | tail -14; }
-for w in 3b_full 7b_full 3b 7b; do [ -f "$OUT/step_$w.log" ] || continue; echo "=== gpu_step $w"; sed -n '/ width, [0-9]* layers/,$p' "$OUT/step_$w.log"; grep -E "Error|error" "$OUT/step_$w.log" | tail -3; done
+section() { awk -v head="##### $1" '$0 == head {p = 1; next} /^##### / {p = 0} p' "$LOG" 2>/dev/null; }
+ran() { grep -qx "##### $1" "$LOG" 2>/dev/null; }
+echo; ran pytest && { echo "=== pytest"; section pytest | grep -E "passed|failed|error|skipped|relative error|^FAILED|^SKIPPED" | tail -15; }
+ran pretrain && { echo "=== pretrain"; { section pretrain; section pretrain_resume; } | grep -E "resume|final|rror|^step +[0-9]+" | tail -14; }
+for w in step_3b_full step_7b_full16 step_7b_full step_3b step_7b; do
+  ran $w || continue
+  echo "=== gpu_step $w"; section $w | sed -n '/ width, [0-9]* layers/,$p'; section $w | grep -E "Error|error" | tail -3
+done
 if ls "$OUT"/gpu_step_*.json >/dev/null 2>&1; then  # every peak against nexa-plan (RESULTS §22), into summary.txt
   { echo "=== peak memory / nexa-plan"; python3 benchmarks/plan_memory.py "$OUT"/gpu_step_*.json 2>&1 | grep -v WARNING; } \
     >> "$OUT/summary.txt"
