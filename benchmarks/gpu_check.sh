@@ -17,10 +17,10 @@
 # the tables are printed last.
 # STAGES picks stages (default: pytest step_3b_full step_7b_full step_3b step_7b pretrain; resume also exists;
 # step_7b_full, the whole 7B at micro-batch 16 without recompute and at 32 with full recompute, runs only on a
-# GPU of 120 GiB or more, an H200, which also adds VARIANTS_FULL_BIG to step_3b_full); VARIANTS_3B, VARIANTS_7B,
-# VARIANTS_FULL, VARIANTS_FULL_BIG, VARIANTS_7B_FULL16, VARIANTS_7B_FULL and PROFILE_3B override gpu_step's variant lists (PROFILE_3B=' ':
-# no profile); LIMIT_PYTEST, LIMIT_3B_FULL, LIMIT_7B_FULL16, LIMIT_7B_FULL, LIMIT_3B, LIMIT_7B, LIMIT_PRETRAIN override the
-# stages' time limits (seconds).
+# GPU of 120 GiB or more, an H200, which also adds VARIANTS_FULL_BIG to step_3b_full); VARIANTS_3B,
+# VARIANTS_7B, VARIANTS_FULL, VARIANTS_FULL_BIG, VARIANTS_7B_FULL16, VARIANTS_7B_FULL and PROFILE_3B override
+# gpu_step's variant lists (PROFILE_3B=' ': no profile); LIMIT_PYTEST, LIMIT_3B_FULL, LIMIT_7B_FULL16,
+# LIMIT_7B_FULL, LIMIT_3B, LIMIT_7B, LIMIT_PRETRAIN override the stages' time limits (seconds).
 set -u
 OUT=$(realpath -m "${1:-gpu_out}")
 mkdir -p "$OUT"
