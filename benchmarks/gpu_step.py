@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DS_ACCELERATOR", "cuda" if torch.cuda.is_available() else "cpu")
 
-from megatron_nexa.cluster_plan import GiB, Cluster, ZeroSettings, forward_flops, plan  # noqa: E402
+from megatron_nexa.cluster_plan import GiB, Cluster, ZeroSettings, default_zero, forward_flops, plan  # noqa: E402
 from benchmarks.train_step import MASKED_SHARE, synthetic_batch  # noqa: E402
 from megatron_nexa.config import AttentionBackend, Recompute, load_config  # noqa: E402
 
@@ -289,7 +289,7 @@ def plan_gib(cfg, variant: Variant, micro_batch: int) -> float | None:
         return None
     zero = ZeroSettings.from_section(ds_config(variant)["zero_optimization"])
     cluster = Cluster(gpus_per_node=1, nodes=1, micro_batch=micro_batch, recompute=variant.recompute,
-                      masked_fraction=MASKED_SHARE, zero={**Cluster().zero, zero.stage: zero})
+                      masked_fraction=MASKED_SHARE, zero={**default_zero(), zero.stage: zero})
     return plan(cfg.model, cluster)["memory_gib"][zero.stage]["total"]
 
 

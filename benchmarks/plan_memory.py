@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.gpu_step import VARIANTS, Variant, plan_gib, variant_config  # noqa: E402
+from benchmarks.gpu_step import VARIANTS, Variant, ds_config, plan_gib, variant_config  # noqa: E402
 from megatron_nexa.config import AttentionBackend, Recompute  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,9 @@ RETIRED = {  # name in an old JSON -> the variant it ran, in today's terms (RESU
 def kind(variant: Variant) -> str:
     if variant.attention == AttentionBackend.LOCAL:
         return "megatron local attention"
-    return "full recompute" if variant.recompute == Recompute.FULL else f"ZeRO-{variant.ds_config[-1]}, SDPA"
+    if variant.recompute == Recompute.FULL:
+        return "full recompute"
+    return f"ZeRO-{ds_config(variant)['zero_optimization']['stage']}, SDPA"
 
 
 def compare(paths: list[Path]) -> list[dict]:
@@ -51,7 +53,7 @@ def compare(paths: list[Path]) -> list[dict]:
             plan = plan_gib(cfg, variant, cfg.train.micro_batch_size)
             rows.append({"file": str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
                          "model": a["model"], "layers": a["layers"], "variant": r["variant"], "kind": kind(variant),
-                         "micro_batch": cfg.train.micro_batch_size, "device": run["env"].get("device", ""),
+                         "micro_batch": cfg.train.micro_batch_size,
                          "peak_gib": r["peak_gib"], "plan_gib": plan, "ratio": r["peak_gib"] / plan})
     return rows
 
