@@ -5,22 +5,25 @@
 #    networked machine by benchmarks/gpu_wheels.sh;
 # 2. pytest tests/gpu: bf16 megatron encoder vs the fp32 reference, the spectral mask under the fused
 #    SDPA kernels, the real ZeRO-3 engine on NCCL;
-# 3. benchmarks/gpu_step.py: step_3b_full, the whole 3B model (FULL_LAYERS, 36) at micro-batch 32, which fits
-#    one 80 GB GPU under ZeRO-3 (nexa-plan: 57 GiB): the pilot's own shape, so the per-step costs outside the
-#    layers (embeddings, heads, losses, optimiser prologue) weigh what they will weigh in the run; then the 3B
-#    and 7B widths at 4 layers for the comparisons between variants: step time, TFLOP/s, MFU, peak memory
-#    beside nexa-plan's prediction, against the plain-PyTorch AMP baseline;
+# 3. benchmarks/gpu_step.py: step_3b_full, the whole 3B model (FULL_LAYERS, 36) with the pilot's global batch
+#    (512) as accumulated micro-batches of 32 (57 GiB by nexa-plan, fits an H100) or, on an H200, of 64
+#    (79.5 GiB), so the per-step costs outside the layers (embeddings, heads, losses, optimiser) weigh what
+#    they will weigh in the run; step_7b_full, the whole 7B (H200 only); then the 3B and 7B widths at 4
+#    layers for the comparisons between variants: step time, TFLOP/s, MFU, peak memory beside nexa-plan's
+#    prediction, against the plain-PyTorch AMP baseline;
 # 4. if data_out/massbank_v2 is there (make demo's preprocessing): `deepspeed pretrain_nexa.py` on it,
 #    then (stage resume) the same command again with more steps, which must resume from the checkpoint.
 # Each stage has its own time limit; every stage's output goes to OUT_DIR/stages.log (headed '##### NAME'),
 # JSON and the profile beside it (at most 8 files come back from a lent GPU: 8 here on an H200 with every stage);
 # the tables are printed last.
 # STAGES picks stages (default: pytest step_3b_full step_7b_full step_3b step_7b pretrain; resume also exists;
-# step_7b_full, the whole 7B at micro-batch 16 without recompute and at 32 with full recompute, runs only on a
-# GPU of 120 GiB or more, an H200, which also adds VARIANTS_FULL_BIG to step_3b_full); VARIANTS_3B,
+# step_7b_full, the whole 7B at micro-batch 16 without recompute (and VARIANTS_7B_FULL, e.g. zero3_full_gas16, at
+# 32 with full recompute), runs only on a GPU of 120 GiB or more, an H200, where step_3b_full runs
+# VARIANTS_FULL_BIG instead of VARIANTS_FULL); VARIANTS_3B,
 # VARIANTS_7B, VARIANTS_FULL, VARIANTS_FULL_BIG, VARIANTS_7B_FULL16, VARIANTS_7B_FULL and PROFILE_3B override
 # gpu_step's variant lists (PROFILE_3B=' ': no profile); LIMIT_PYTEST, LIMIT_3B_FULL, LIMIT_7B_FULL16,
-# LIMIT_7B_FULL, LIMIT_3B, LIMIT_7B, LIMIT_PRETRAIN override the stages' time limits (seconds).
+# LIMIT_7B_FULL, LIMIT_3B, LIMIT_7B, LIMIT_PRETRAIN override the stages' time limits (seconds); TESTS_GPU picks
+# the GPU tests (default tests/gpu).
 set -u
 OUT=$(realpath -m "${1:-gpu_out}")
 mkdir -p "$OUT"
@@ -52,12 +55,17 @@ stage() {  # stage NAME SECONDS CMD...: run with a time limit, its output append
 # variant); compile variants last (their first steps compile). RESULTS.md §13-20 say what each is to show.
 V3=${VARIANTS_3B:-zero3 amp amp_encoder zero3_nobias zero3_mb4x zero3_noncontig zero2 amp_compile zero3_compile_layers zero3_compile}
 V7=${VARIANTS_7B:-zero3 amp zero3_mb4x}
-VF=${VARIANTS_FULL:-zero3 zero3_gas16 amp amp_gas16 zero3_dsfetch}
-V7F16=${VARIANTS_7B_FULL16:-zero3_gas32}
-V7F=${VARIANTS_7B_FULL:-zero3_full_gas16 zero3_full}
+# The whole models' forward under ZeRO-3 is host-bound at micro-batch 32 (3B) and 16 (7B) (§24): compiled layers
+# and layers without linear biases cut the host's work; micro-batch 64 (3B, H200 only) outgrows it.
 GPU_GIB=$(python3 -c "import torch; print(torch.cuda.get_device_properties(0).total_memory >> 30)") || exit 1
-[ "$GPU_GIB" -ge 120 ] && VF="$VF ${VARIANTS_FULL_BIG:-zero3_mb2x_gas8}"  # 3B at micro-batch 64: 79.5 GiB by nexa-plan
-want pytest && stage pytest "${LIMIT_PYTEST:-80}" python3 -m pytest -q -s -p no:cacheprovider tests/gpu
+if [ "$GPU_GIB" -ge 120 ]; then  # 3B at micro-batch 64: 79.5 GiB by nexa-plan
+  VF=${VARIANTS_FULL_BIG:-zero3_mb2x_gas8 zero3_nobias_compile_layers_mb2x_gas8 zero3_compile_layers_mb2x_gas8 amp_mb2x_gas8}
+else
+  VF=${VARIANTS_FULL:-zero3_compile_layers_gas16 zero3_nobias_compile_layers_gas16 zero3_gas16 amp_gas16}
+fi
+V7F16=${VARIANTS_7B_FULL16:-zero3_nobias_compile_layers_gas32 zero3_compile_layers_gas32}
+V7F=${VARIANTS_7B_FULL-}  # full recompute (zero3_full_gas16: 49.0 %, §24), caps model-FLOPs MFU near 3/4: when asked
+want pytest && stage pytest "${LIMIT_PYTEST:-80}" python3 -m pytest -q -s -p no:cacheprovider ${TESTS_GPU:-tests/gpu}
 want step_3b_full && stage step_3b_full "${LIMIT_3B_FULL:-240}" python3 benchmarks/gpu_step.py --model nexa_3b \
   --layers "${FULL_LAYERS:-36}" --warmup 3 --steps 10 --json "$OUT/gpu_step_3b_full.json" --variants $VF
 # The whole 7B fits one GPU only on an H200 (nexa-plan, RESULTS §22): without recompute at micro-batch 16,
@@ -65,14 +73,14 @@ want step_3b_full && stage step_3b_full "${LIMIT_3B_FULL:-240}" python3 benchmar
 # Expandable segments: little memory is left to fragmentation.
 if want step_7b_full; then
   if [ "$GPU_GIB" -ge 120 ]; then
-    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True stage step_7b_full16 "${LIMIT_7B_FULL16:-150}" \
+    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True stage step_7b_full16 "${LIMIT_7B_FULL16:-200}" \
       python3 benchmarks/gpu_step.py --model nexa_7b --layers 60 --micro-batch 16 --warmup 1 --steps 10 \
       --json "$OUT/gpu_step_7b_full16.json" --variants $V7F16
-    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True stage step_7b_full "${LIMIT_7B_FULL:-200}" \
+    [ -n "${V7F// }" ] && PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True stage step_7b_full "${LIMIT_7B_FULL:-200}" \
       python3 benchmarks/gpu_step.py --model nexa_7b --layers 60 --warmup 3 --steps 10 \
       --json "$OUT/gpu_step_7b_full.json" --variants $V7F
   else
-    echo "== step_7b_full: skipped, $GPU_GIB GiB on this GPU (the whole 7B needs ~110: nexa-plan 107.5 GiB)" | tee -a "$OUT/summary.txt"
+    echo "== step_7b_full: skipped, $GPU_GIB GiB on this GPU (the whole 7B needs 127.2 GiB at micro-batch 16 by nexa-plan, 107.5 with full recompute at 32)" | tee -a "$OUT/summary.txt"
   fi
 fi
 want step_3b && stage step_3b "${LIMIT_3B:-220}" python3 benchmarks/gpu_step.py --model nexa_3b --layers 4 \

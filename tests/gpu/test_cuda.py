@@ -164,7 +164,11 @@ def test_one_rank_zero3_fetch_does_not_drain_the_gpu(parallel, tmp_path):
     from megatron_nexa.engine.setup import build, destroy
     from tests.conftest import zero3_every_parameter_partitioned
 
-    (tmp_path / "ds.json").write_text(json.dumps(zero3_every_parameter_partitioned()))
+    ds = zero3_every_parameter_partitioned()
+    # No prefetch: the small model fits one prefetch bucket, so DeepSpeed would fetch it all through one handle and
+    # wait once a step (H200, 2026-11-27: 2 waits either way); the 3B's layers each take their own (47 waits, §20).
+    ds["zero_optimization"]["stage3_prefetch_bucket_size"] = 0
+    (tmp_path / "ds.json").write_text(json.dumps(ds))
     cfg = load_config(REPO / "configs/model/small.yaml", ["train.micro_batch_size=8", "train.global_batch_size=8"])
     found = {}
     for mode in ("ours", "deepspeed"):
