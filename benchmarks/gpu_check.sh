@@ -59,9 +59,9 @@ V7=${VARIANTS_7B:-zero3 amp zero3_mb4x}
 # and layers without linear biases cut the host's work; micro-batch 64 (3B, H200 only) outgrows it.
 GPU_GIB=$(python3 -c "import torch; print(torch.cuda.get_device_properties(0).total_memory >> 30)") || exit 1
 if [ "$GPU_GIB" -ge 120 ]; then  # 3B at micro-batch 64: 79.5 GiB by nexa-plan
-  VF=${VARIANTS_FULL_BIG:-zero3_mb2x_gas8 zero3_nobias_compile_layers_mb2x_gas8 zero3_compile_layers_mb2x_gas8 amp_mb2x_gas8}
+  VF=${VARIANTS_FULL_BIG:-zero3_mb2x_gas8 zero3_nobias_compile_layers_mb2x_gas8 amp_mb2x_gas8 zero2_mb2x_gas8 zero3_compile_layers_mb2x_gas8}
 else
-  VF=${VARIANTS_FULL:-zero3_compile_layers_gas16 zero3_nobias_compile_layers_gas16 zero3_gas16 amp_gas16}
+  VF=${VARIANTS_FULL:-zero3_compile_layers_gas16 zero3_nobias_compile_layers_gas16 zero2_gas16 zero3_gas16 amp_gas16}
 fi
 V7F16=${VARIANTS_7B_FULL16:-zero3_nobias_compile_layers_gas32 zero3_compile_layers_gas32}
 V7F=${VARIANTS_7B_FULL-}  # full recompute (zero3_full_gas16: 49.0 %, §24), caps model-FLOPs MFU near 3/4: when asked

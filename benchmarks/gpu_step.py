@@ -146,6 +146,10 @@ VARIANTS = {
     "zero3_dsfetch": Variant(deepspeed_fetch=True,
                              note="DeepSpeed's one-rank fetch, a host sync per module (zero3 up to 2026-11-27's §20)"),
     "zero2": Variant(ds_config="zero2", note="ds_configs/zero2.json"),
+    "zero2_gas16": Variant(ds_config="zero2", accumulation=16,
+                           note="ds_configs/zero2.json, 16 micro-batches per update (no per-parameter fetch in the forward)"),
+    "zero2_mb2x_gas8": Variant(ds_config="zero2", batch_factor=2, accumulation=8,
+                               note="ds_configs/zero2.json, 8 micro-batches of twice the size per update"),
     "zero1": Variant(ds_config="zero1", note="ds_configs/zero1.json"),
 }
 
