@@ -14,7 +14,8 @@
 # 4. if data_out/massbank_v2 is there (make demo's preprocessing): `deepspeed pretrain_nexa.py` on it,
 #    then (stage resume) the same command again with more steps, which must resume from the checkpoint.
 # Each stage has its own time limit; every stage's output goes to OUT_DIR/stages.log (headed '##### NAME'),
-# JSON and the profile beside it (at most 8 files come back from a lent GPU: 8 here on an H200 with every stage);
+# JSON and the profile beside it (at most 8 files come back from a lent GPU: 7 here on an H200 with every stage, 8
+# with VARIANTS_7B_FULL);
 # the tables are printed last.
 # STAGES picks stages (default: pytest step_3b_full step_7b_full step_3b step_7b pretrain; resume also exists;
 # step_7b_full, the whole 7B at micro-batch 16 without recompute (and VARIANTS_7B_FULL, e.g. zero3_full_gas16, at
