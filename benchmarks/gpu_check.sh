@@ -14,8 +14,8 @@
 # 4. if data_out/massbank_v2 is there (make demo's preprocessing): `deepspeed pretrain_nexa.py` on it,
 #    then (stage resume) the same command again with more steps, which must resume from the checkpoint.
 # Each stage has its own time limit; every stage's output goes to OUT_DIR/stages.log (headed '##### NAME'),
-# JSON and the profile beside it (at most 8 files come back from a lent GPU: 7 here on an H200 with every stage, 8
-# with VARIANTS_7B_FULL);
+# JSON and the profiles beside it (at most 8 files come back from a lent GPU: 8 here on an H200 with every stage,
+# 9 with VARIANTS_7B_FULL, so name fewer STAGES then);
 # the tables are printed last.
 # STAGES picks stages (default: pytest step_3b_full step_7b_full step_3b step_7b pretrain; resume also exists;
 # step_7b_full, the whole 7B at micro-batch 16 without recompute (and VARIANTS_7B_FULL, e.g. zero3_full_gas16, at
@@ -67,8 +67,11 @@ fi
 V7F16=${VARIANTS_7B_FULL16:-zero3_nobias_compile_layers_gas32 zero3_compile_layers_gas32}
 V7F=${VARIANTS_7B_FULL-}  # full recompute (zero3_full_gas16: 49.0 %, §24), caps model-FLOPs MFU near 3/4: when asked
 want pytest && stage pytest "${LIMIT_PYTEST:-80}" python3 -m pytest -q -s -p no:cacheprovider ${TESTS_GPU:-tests/gpu}
+# HOST_PROFILE_FULL (default: the first variant; ' ': none): cProfile of its forwards on this machine's host, which
+# bounds ZeRO-3's forward at micro-batch 32 (§24): where the host's time goes, in profile_3b_full.txt.
 want step_3b_full && stage step_3b_full "${LIMIT_3B_FULL:-240}" python3 benchmarks/gpu_step.py --model nexa_3b \
-  --layers "${FULL_LAYERS:-36}" --warmup 3 --steps 10 --json "$OUT/gpu_step_3b_full.json" --variants $VF
+  --layers "${FULL_LAYERS:-36}" --warmup 3 --steps 10 --json "$OUT/gpu_step_3b_full.json" --variants $VF \
+  --host-profile ${HOST_PROFILE_FULL-${VF%% *}} --profile-out "$OUT/profile_3b_full.txt"
 # The whole 7B fits one GPU only on an H200 (nexa-plan, RESULTS §22): without recompute at micro-batch 16,
 # 127.2 GiB (the 60 % goal's best chance: no forward run twice), and with full recompute at 32, 107.5 GiB.
 # Expandable segments: little memory is left to fragmentation.

@@ -172,18 +172,44 @@ def matmul_ceiling(n: int = 8192) -> float:
     return 2 * n**3 / time_steps(lambda: a @ b, 3, 10) / 1e12
 
 
-def phase_times(phases, repeats: int = 3) -> dict:
-    """Milliseconds per phase (forward, backward, update), each closed by a synchronize; median of repeats."""
+def phase_times(phases, repeats: int = 3) -> tuple[dict, dict]:
+    """Milliseconds per phase (forward, backward, update), each started on an idle GPU and closed by a
+    synchronize, and the host's share: until the phase's call returned, before that synchronize. Where the host
+    bounds a phase the two are close; where the GPU does, the host's is smaller. Medians of ``repeats``."""
     times = {name: [] for name, _ in phases}
+    host = {name: [] for name, _ in phases}
     for _ in range(repeats):
         state = None
         for name, fn in phases:
             sync()
             t = time.perf_counter()
             state = fn(state)
+            host[name].append((time.perf_counter() - t) * 1e3)
             sync()
             times[name].append((time.perf_counter() - t) * 1e3)
-    return {name: sorted(v)[len(v) // 2] for name, v in times.items()}
+    return tuple({name: sorted(v)[len(v) // 2] for name, v in d.items()} for d in (times, host))
+
+
+def host_profile(fwd, after, calls: int = 3, rows: int = 35) -> str:
+    """cProfile of ``calls`` forwards (``after`` runs the rest of each step, unprofiled): which Python functions
+    the host spends a forward in, by own time and by cumulative time (cProfile's own cost inflates both: read
+    them as shares)."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    for _ in range(calls):
+        sync()
+        profiler.enable()
+        out = fwd()
+        profiler.disable()
+        after(out)
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text).strip_dirs()
+    stats.sort_stats("tottime").print_stats(rows)
+    stats.sort_stats("cumulative").print_stats(rows)
+    return text.getvalue()
 
 
 def host_waits(step) -> dict | None:
@@ -357,7 +383,11 @@ def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: 
             f_linear = "torch" if torch.nn.functional.linear is TORCH_LINEAR else torch.nn.functional.linear.__module__
             peak = (torch.cuda.max_memory_allocated() - before) / GiB if CUDA else None
             waits = host_waits(step)
-            phases = phase_times([("forward", lambda _: fwd(batch)), ("backward", bwd), ("update", upd)])
+            phases, host_ms = phase_times([("forward", lambda _: fwd(batch)), ("backward", bwd), ("update", upd)])
+            if name in args.host_profile:
+                with Path(args.profile_out).open("a") as f:
+                    f.write(f"# host: {args.model} x{args.layers} layers, variant {name}, 3 forwards\n\n"
+                            + host_profile(lambda: fwd(batch), lambda out: (bwd(out), upd())) + "\n")
             if profile_out is not None:  # appended: one file for every profiled variant (8 files come back)
                 from torch.profiler import ProfilerActivity, profile
 
@@ -393,7 +423,7 @@ def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: 
             "seq": seq, "layers": args.layers,
             "step_ms": seconds * 1e3, "tflops": tflops, "mfu": tflops / ceiling,
             "mfu_datasheet": tflops / args.datasheet_tflops, "peak_gib": peak,
-            "plan_gib": plan_gib(cfg, variant, mb), "phases_ms": phases, "build_s": build_s,
+            "plan_gib": plan_gib(cfg, variant, mb), "phases_ms": phases, "host_ms": host_ms, "build_s": build_s,
             "leftover_gib": leftover / GiB, "host_waits": waits, "f_linear": f_linear}
 
 
@@ -413,7 +443,7 @@ def render(rows: list[dict], args, ceiling: float, env: dict) -> str:
     lines = [f"{args.model} width, {args.layers} layers, {env['device']}, torch {env['torch']}, deepspeed "
              f"{env['deepspeed']}, megatron-core {env['megatron_core']}; bf16 matmul ceiling {ceiling:.0f} TFLOP/s",
              f"{'variant':<{w}} {'mb':>3} {'gas':>3} {'step ms':>8} {'TFLOP/s':>8} {'MFU':>6} {'MFU/ds':>6} {'x amp':>6} "
-             f"{'fwd':>6} {'bwd':>6} {'upd':>6} {'peak GiB':>8} {'plan GiB':>8} {'waits':>5}"]
+             f"{'fwd':>6} {'fwd@h':>6} {'bwd':>6} {'upd':>6} {'peak GiB':>8} {'plan GiB':>8} {'waits':>5}"]
     for r in rows:
         if "error" in r:
             lines.append(f"{r['variant']:<{w}} failed: {r['error']}")
@@ -422,12 +452,14 @@ def render(rows: list[dict], args, ceiling: float, env: dict) -> str:
         p = r["phases_ms"]
         plan_col, peak_col = (f"{r[k]:8.1f}" if r[k] is not None else f"{'-':>8}" for k in ("plan_gib", "peak_gib"))
         waits_col = f"{sum(r['host_waits'].values()):5d}" if r.get("host_waits") is not None else f"{'-':>5}"
+        fwd_host = r.get("host_ms", {}).get("forward", float("nan"))
         lines.append(f"{r['variant']:<{w}} {r['micro_batch']:>3} {r.get('accumulation', 1):>3} {r['step_ms']:8.1f} {r['tflops']:8.0f} "
-                     f"{r['mfu']:6.1%} {r['mfu_datasheet']:6.1%} {ratio:6.2f} {p['forward']:6.1f} "
+                     f"{r['mfu']:6.1%} {r['mfu_datasheet']:6.1%} {ratio:6.2f} {p['forward']:6.1f} {fwd_host:6.1f} "
                      f"{p['backward']:6.1f} {p['update']:6.1f} {peak_col} {plan_col} {waits_col}")
     lines.append("gas: micro-batches per update; step ms, TFLOP/s and MFU are per micro-batch, the update's share "
                  "included, and upd is that of a micro-batch between updates (none) when gas > 1. "
-                 "x amp: time per model FLOP relative to the AMP baseline (1.00 = as fast; >1 slower). "
+                 "fwd@h: the host's share of fwd (until the forward's call returned; near fwd where the host "
+                 "bounds the forward). x amp: time per model FLOP relative to the AMP baseline (1.00 = as fast; >1 slower). "
                  f"MFU/ds: against the {args.datasheet_tflops:.0f} TFLOP/s datasheet peak nexa-plan assumes. "
                  "waits: synchronising CUDA calls torch saw in one step (at least that many; where: the JSON).")
     return "\n".join(lines)
@@ -446,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the results here")
     p.add_argument("--profile", nargs="*", default=[], choices=sorted(VARIANTS),
                    help="profile 3 steps of these variants (tables appended to --profile-out)")
+    p.add_argument("--host-profile", nargs="*", default=[], choices=sorted(VARIANTS),
+                   help="cProfile 3 forwards of these variants on the host (tables appended to --profile-out)")
     p.add_argument("--profile-out", default="gpu_step_profile.txt")
     p.add_argument("--profile-stack", type=int, default=0,
                    help="N > 0: also group the profile by the N innermost Python frames and by input shapes")
@@ -456,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
               "benchmarks/train_step.py)", file=sys.stderr)
     env = environment()
     ceiling = matmul_ceiling(args.matmul_size)
-    if args.profile:
+    if args.profile or args.host_profile:
         Path(args.profile_out).write_text("")  # variants append to it
     rows = []
     for name in args.variants:
