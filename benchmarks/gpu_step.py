@@ -11,7 +11,8 @@ steps (forward, losses, backward, clipping, update) on synthetic spectra of full
   on ``ds_configs/<stage>.json``, with the variant's changes to the model or the DeepSpeed config;
 - ``amp_encoder`` (no heads or losses) and ``amp_compile`` (torch.compile) split the baseline's time;
   ``zero3_deepcompile`` is DeepSpeed's DeepCompile (its C++/CUDA op is built with nvcc on first use);
-- ``*_gas16``: 16 micro-batches per update, the pilot's global batch (512) on one GPU; times are per micro-batch;
+- ``*_gas16``, ``*_gas32``, ``*_mb2x_gas8``: the pilot's global batch (512) on one GPU as accumulated
+  micro-batches (``ACCUMULATED``); times are per micro-batch;
 - ``zero3_dsfetch``: DeepSpeed's own one-rank parameter fetch, which ``engine.one_rank_fetch`` replaces.
 Model FLOPs per step are 3 × ``cluster_plan.forward_flops`` (the GPU issue's count; embeddings and
 heads not counted). MFU is against a bf16 matmul ceiling measured in the same run (8192³) and, as a
@@ -29,7 +30,7 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -102,15 +103,6 @@ VARIANTS = {
                                   note="four times the micro-batch, every parameter persistent"),
     "zero3_mb4x": Variant(batch_factor=4, note="four times the micro-batch"),
     "zero3_gas4": Variant(accumulation=4, note="4 micro-batches per optimiser step (gradient accumulation)"),
-    "zero3_gas16": Variant(accumulation=16, note="the pilot's global batch (512) on one GPU: 16 micro-batches per "
-                                                 "update, so each micro-batch carries 1/16 of it, as on 16 GPUs"),
-    "amp_gas16": Variant(engine=False, accumulation=16, note="baseline, 16 micro-batches per update"),
-    "zero3_mb2x_gas8": Variant(batch_factor=2, accumulation=8,
-                               note="the pilot's global batch as 8 micro-batches of twice the size (H200: 80 GiB at 3B)"),
-    "zero3_gas32": Variant(accumulation=32, note="32 micro-batches per update: the pilot's global batch at --micro-batch "
-                                                 "16 (the whole 7B without recompute on an H200)"),
-    "zero3_full_gas16": Variant(recompute=Recompute.FULL, accumulation=16,
-                                note="full recompute, 16 micro-batches per update (the whole 7B on one H200)"),
     "zero3_noleaf": Variant(zero_overrides={"leaf_module": {"classes": []}},
                             note="no leaf modules: ZeRO-3 hooks every submodule (zero3.json before 2026-11-26)"),
     "amp_compile": Variant(engine=False, compile=True, note="baseline under torch.compile"),
@@ -125,33 +117,23 @@ VARIANTS = {
                                 note="gradient reduction on the compute stream: no side stream to wait for"),
     "zero3_noncontig": Variant(zero_overrides={"contiguous_gradients": False},
                                note="no copy of each gradient into a contiguous bucket (9 ms of copies at mb 128)"),
-    "zero3_compile_layers_gas16": Variant(cfg_overrides=COMPILE_LAYERS, accumulation=16,
-                                          note="zero3_compile_layers, 16 micro-batches per update"),
-    "zero3_compile_layers_mb2x_gas8": Variant(cfg_overrides=COMPILE_LAYERS, batch_factor=2, accumulation=8,
-                                              note="zero3_compile_layers, 8 micro-batches of twice the size"),
-    "zero3_compile_layers_gas32": Variant(cfg_overrides=COMPILE_LAYERS, accumulation=32,
-                                          note="zero3_compile_layers, 32 micro-batches per update (7B at 16)"),
-    "zero3_nobias_compile_layers_gas16": Variant(cfg_overrides=NOBIAS + COMPILE_LAYERS, accumulation=16,
-                                                 note="zero3_nobias_compile_layers, 16 micro-batches per update"),
-    "zero3_nobias_compile_layers_mb2x_gas8": Variant(cfg_overrides=NOBIAS + COMPILE_LAYERS, batch_factor=2,
-                                                     accumulation=8,
-                                                     note="zero3_nobias_compile_layers, 8 micro-batches of twice the size"),
-    "zero3_nobias_compile_layers_gas32": Variant(cfg_overrides=NOBIAS + COMPILE_LAYERS, accumulation=32,
-                                                 note="zero3_nobias_compile_layers, 32 micro-batches per update"),
-    "amp_mb2x_gas8": Variant(engine=False, batch_factor=2, accumulation=8,
-                             note="baseline, 8 micro-batches of twice the size per update"),
     "zero3_nobias_compile_layers": Variant(cfg_overrides=NOBIAS + COMPILE_LAYERS,
                                            note="zero3_nobias and zero3_compile_layers together"),
     "zero3_hd64": Variant(head_dim=64, note="head size 64 (3B: 36 heads, not the card's 32 of size 72)"),
     "zero3_dsfetch": Variant(deepspeed_fetch=True,
                              note="DeepSpeed's one-rank fetch, a host sync per module (zero3 up to 2026-11-27's §20)"),
     "zero2": Variant(ds_config="zero2", note="ds_configs/zero2.json"),
-    "zero2_gas16": Variant(ds_config="zero2", accumulation=16,
-                           note="ds_configs/zero2.json, 16 micro-batches per update (no per-parameter fetch in the forward)"),
-    "zero2_mb2x_gas8": Variant(ds_config="zero2", batch_factor=2, accumulation=8,
-                               note="ds_configs/zero2.json, 8 micro-batches of twice the size per update"),
     "zero1": Variant(ds_config="zero1", note="ds_configs/zero1.json"),
 }
+# The pilot's global batch (512) on one GPU, as accumulated micro-batches (times are per micro-batch), for each
+# base variant: "<base>_gas16" at --micro-batch 32, "<base>_gas32" at 16 (the whole 7B without recompute on an
+# H200), "<base>_mb2x_gas8" at twice --micro-batch (the 3B at 64 on an H200: 80 GiB).
+ACCUMULATED = {"gas16": {"accumulation": 16}, "gas32": {"accumulation": 32},
+               "mb2x_gas8": {"batch_factor": 2, "accumulation": 8}}
+VARIANTS.update({f"{base}_{suffix}": replace(VARIANTS[base], **changes,
+                                             note=f"{VARIANTS[base].note}; {suffix}: the pilot's global batch")
+                 for base in ("zero3", "amp", "zero2", "zero3_full", "zero3_compile_layers", "zero3_nobias_compile_layers")
+                 for suffix, changes in ACCUMULATED.items()})
 
 
 def time_steps(step, warmup: int, steps: int) -> float:
