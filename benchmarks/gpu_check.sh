@@ -15,14 +15,15 @@
 #    then (stage resume) the same command again with more steps, which must resume from the checkpoint.
 # Each stage has its own time limit; every stage's output goes to OUT_DIR/stages.log (headed '##### NAME'),
 # JSON and the profiles beside it (at most 8 files come back from a lent GPU: 8 here on an H200 with every stage,
-# 9 with VARIANTS_7B_FULL, so name fewer STAGES then);
+# 9 with VARIANTS_7B_FULL; 8 on an H100, where step_3b_full48 replaces the 7B's; name fewer STAGES otherwise);
 # the tables are printed last.
-# STAGES picks stages (default: pytest step_3b_full step_7b_full step_3b step_7b pretrain; resume also exists;
+# STAGES picks stages (default: pytest step_3b_full step_3b_full48 step_7b_full step_3b step_7b pretrain; resume also
+# exists; step_3b_full48, the whole 3B at micro-batch 48, runs only under 120 GiB (an H100);
 # step_7b_full, the whole 7B at micro-batch 16 without recompute (and VARIANTS_7B_FULL, e.g. zero3_full_gas16, at
 # 32 with full recompute), runs only on a GPU of 120 GiB or more, an H200, where step_3b_full runs
 # VARIANTS_FULL_BIG instead of VARIANTS_FULL); VARIANTS_3B,
-# VARIANTS_7B, VARIANTS_FULL, VARIANTS_FULL_BIG, VARIANTS_7B_FULL16, VARIANTS_7B_FULL and PROFILE_3B override
-# gpu_step's variant lists (PROFILE_3B=' ': no profile); LIMIT_PYTEST, LIMIT_3B_FULL, LIMIT_7B_FULL16,
+# VARIANTS_7B, VARIANTS_FULL, VARIANTS_FULL_BIG, VARIANTS_FULL48, VARIANTS_7B_FULL16, VARIANTS_7B_FULL and PROFILE_3B override
+# gpu_step's variant lists (PROFILE_3B=' ': no profile); LIMIT_PYTEST, LIMIT_3B_FULL, LIMIT_3B_FULL48, LIMIT_7B_FULL16,
 # LIMIT_7B_FULL, LIMIT_3B, LIMIT_7B, LIMIT_PRETRAIN override the stages' time limits (seconds); TESTS_GPU picks
 # the GPU tests (default tests/gpu).
 set -u
@@ -37,7 +38,7 @@ export PYTHONPATH="$SITE:$PWD" PYTHONUNBUFFERED=1 DS_ACCELERATOR=cuda PYTHONWARN
 ARCH_WAS=${TORCH_CUDA_ARCH_LIST-unset}
 TORCH_CUDA_ARCH_LIST=$(python3 -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())") || exit 1
 export TORCH_CUDA_ARCH_LIST
-want() { [[ " ${STAGES:-pytest step_3b_full step_7b_full step_3b step_7b pretrain} " == *" $1 "* ]]; }
+want() { [[ " ${STAGES:-pytest step_3b_full step_3b_full48 step_7b_full step_3b step_7b pretrain} " == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv \
   > "$OUT/summary.txt" 2>&1
 echo "TORCH_CUDA_ARCH_LIST: was '$ARCH_WAS', set to '$TORCH_CUDA_ARCH_LIST'" >> "$OUT/summary.txt"
@@ -72,6 +73,14 @@ want pytest && stage pytest "${LIMIT_PYTEST:-80}" python3 -m pytest -q -s -p no:
 want step_3b_full && stage step_3b_full "${LIMIT_3B_FULL:-240}" python3 benchmarks/gpu_step.py --model nexa_3b \
   --layers "${FULL_LAYERS:-36}" --warmup 3 --steps 10 --json "$OUT/gpu_step_3b_full.json" --variants $VF \
   --host-profile ${HOST_PROFILE_FULL-${VF%% *}} --profile-out "$OUT/profile_3b_full.txt"
+# Under 120 GiB (an H100) the 3B also runs at micro-batch 48 (68.5 GiB by nexa-plan; 64 needs 79.5): the largest
+# that fits, to see how much of micro-batch 32's host-bound forward a larger batch hides (64 did on an H200, §24).
+# The global batch is 48 x 16 = 768, not the pilot's 512; per micro-batch only the update's share (1/16) depends on it.
+if want step_3b_full48 && [ "$GPU_GIB" -lt 120 ]; then
+  V48=${VARIANTS_FULL48:-zero3_gas16 zero3_compile_layers_gas16}
+  stage step_3b_full48 "${LIMIT_3B_FULL48:-150}" python3 benchmarks/gpu_step.py --model nexa_3b --layers 36 \
+    --micro-batch 48 --warmup 3 --steps 10 --json "$OUT/gpu_step_3b_full48.json" --variants $V48
+fi
 # The whole 7B fits one GPU only on an H200 (nexa-plan, RESULTS §22): without recompute at micro-batch 16,
 # 127.2 GiB (the 60 % goal's best chance: no forward run twice), and with full recompute at 32, 107.5 GiB.
 # Expandable segments: little memory is left to fragmentation.
@@ -106,7 +115,7 @@ section() { awk -v head="##### $1" '$0 == head {p = 1; next} /^##### / {p = 0} p
 ran() { grep -qx "##### $1" "$LOG" 2>/dev/null; }
 echo; ran pytest && { echo "=== pytest"; section pytest | grep -E "passed|failed|error|skipped|relative error|^FAILED|^SKIPPED" | tail -15; }
 ran pretrain && { echo "=== pretrain"; { section pretrain; section pretrain_resume; } | grep -E "resume|final|rror|^step +[0-9]+" | tail -14; }
-for w in step_3b_full step_7b_full16 step_7b_full step_3b step_7b; do
+for w in step_3b_full step_3b_full48 step_7b_full16 step_7b_full step_3b step_7b; do
   ran $w || continue
   echo "=== gpu_step $w"; section $w | sed -n '/ width, [0-9]* layers/,$p'; section $w | grep -E "Error|error" | tail -3
 done

@@ -132,7 +132,8 @@ ACCUMULATED = {"gas16": {"accumulation": 16}, "gas32": {"accumulation": 32},
                "mb2x_gas8": {"batch_factor": 2, "accumulation": 8}}
 VARIANTS.update({f"{base}_{suffix}": replace(VARIANTS[base], **changes,
                                              note=f"{VARIANTS[base].note}; {suffix}: the pilot's global batch")
-                 for base in ("zero3", "amp", "zero2", "zero3_full", "zero3_compile_layers", "zero3_nobias_compile_layers")
+                 for base in ("zero3", "amp", "zero2", "zero3_full", "zero3_compile_layers", "zero3_nobias_compile_layers",
+                              "zero3_deepcompile")
                  for suffix, changes in ACCUMULATED.items()})
 
 
