@@ -174,10 +174,12 @@ def test_nan_steps_are_skipped_logged_and_lower_the_lr(massbank, tmp_path):
 
 
 def test_torchrun_launch(massbank, tmp_path):
+    """torchrun, with each layer compiled (``train.compile``, as configs/pretrain_3b.yaml ships) between ZeRO-3's
+    real two-rank all-gathers."""
     run = tmp_path / "torchrun"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            *launch(massbank, run, "--train.train_steps=2", "--train.eval_interval=2", "--train.save_interval=2",
-                   procs=1)[1:]]
+                   "--train.compile=true", procs=1)[1:]]
     out = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     losses, _, _ = metrics(run)
