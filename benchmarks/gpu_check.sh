@@ -14,16 +14,18 @@
 # 4. if data_out/massbank_v2 is there (make demo's preprocessing): `deepspeed pretrain_nexa.py` on it,
 #    then (stage resume) the same command again with more steps, which must resume from the checkpoint.
 # Each stage has its own time limit; every stage's output goes to OUT_DIR/stages.log (headed '##### NAME'),
-# JSON and the profiles beside it (at most 8 files come back from a lent GPU: 8 here on an H200 with every stage,
-# 9 with VARIANTS_7B_FULL; 8 on an H100, where step_3b_full48 replaces the 7B's; name fewer STAGES otherwise);
+# JSON and the profiles beside it (at most 8 files come back from a lent GPU: 9 here on an H200 with every stage,
+# 10 with VARIANTS_7B_FULL, 8 on an H100, where step_3b_full48 replaces the 7B's: name fewer STAGES on an H200);
 # the tables are printed last.
 # STAGES picks stages (default: pytest step_3b_full step_3b_full48 step_7b_full step_3b step_7b pretrain; resume also
 # exists; step_3b_full48, the whole 3B at micro-batch 48, runs only under 120 GiB (an H100);
-# step_7b_full, the whole 7B at micro-batch 16 without recompute (and VARIANTS_7B_FULL, e.g. zero3_full_gas16, at
-# 32 with full recompute), runs only on a GPU of 120 GiB or more, an H200, where step_3b_full runs
+# step_7b_full, the whole 7B at micro-batch 16 and MB_7B_BIG (24) without recompute (and VARIANTS_7B_FULL, e.g.
+# zero3_full_gas16, at 32 with full recompute), runs only on a GPU of 120 GiB or more, an H200, where step_3b_full runs
 # VARIANTS_FULL_BIG instead of VARIANTS_FULL); VARIANTS_3B,
-# VARIANTS_7B, VARIANTS_FULL, VARIANTS_FULL_BIG, VARIANTS_FULL48, VARIANTS_7B_FULL16, VARIANTS_7B_FULL and PROFILE_3B override
+# VARIANTS_7B, VARIANTS_FULL, VARIANTS_FULL_BIG, VARIANTS_FULL48, VARIANTS_7B_FULL16, VARIANTS_7B_FULL_BIG,
+# VARIANTS_7B_FULL and PROFILE_3B override
 # gpu_step's variant lists (PROFILE_3B=' ': no profile); LIMIT_PYTEST, LIMIT_3B_FULL, LIMIT_3B_FULL48, LIMIT_7B_FULL16,
+# LIMIT_7B_FULL_BIG,
 # LIMIT_7B_FULL, LIMIT_3B, LIMIT_7B, LIMIT_PRETRAIN override the stages' time limits (seconds); TESTS_GPU picks
 # the GPU tests (default tests/gpu).
 set -u
@@ -61,11 +63,14 @@ V7=${VARIANTS_7B:-zero3 amp zero3_mb4x}
 # and layers without linear biases cut the host's work; micro-batch 64 (3B, H200 only) outgrows it.
 GPU_GIB=$(python3 -c "import torch; print(torch.cuda.get_device_properties(0).total_memory >> 30)") || exit 1
 if [ "$GPU_GIB" -ge 120 ]; then  # 3B at micro-batch 64: 79.5 GiB by nexa-plan
-  VF=${VARIANTS_FULL_BIG:-zero3_mb2x_gas8 zero3_nobias_compile_layers_mb2x_gas8 amp_mb2x_gas8 zero2_mb2x_gas8 zero3_compile_layers_mb2x_gas8}
+  VF=${VARIANTS_FULL_BIG:-zero3_compile_layers_mb2x_gas8 zero3_nobias_compile_layers_mb2x_gas8 amp_mb2x_gas8}
 else
-  VF=${VARIANTS_FULL:-zero3_compile_layers_gas16 zero3_nobias_compile_layers_gas16 zero2_gas16 zero3_gas16 amp_gas16}
+  VF=${VARIANTS_FULL:-zero3_nobias_compile_layers_gas16 zero3_compile_layers_gas16 zero2_gas16 amp_gas16}
 fi
-V7F16=${VARIANTS_7B_FULL16:-zero3_nobias_compile_layers_gas32 zero3_compile_layers_gas32}
+V7F16=${VARIANTS_7B_FULL16:-zero3_nobias_compile_layers_gas32}
+# The 7B at a larger micro-batch (MB_7B_BIG, default 24: 139.4 GiB by nexa-plan, which has read 0.97-0.99 of every
+# ZeRO-3 peak, so ~136-138 of the H200's 140): where the 3B's forward stopped being the host's (§25), as 24 x 16.
+V7FB=${VARIANTS_7B_FULL_BIG:-zero3_nobias_compile_layers_gas16 zero3_compile_layers_gas16}
 V7F=${VARIANTS_7B_FULL-}  # full recompute (zero3_full_gas16: 49.0 %, §24), caps model-FLOPs MFU near 3/4: when asked
 want pytest && stage pytest "${LIMIT_PYTEST:-80}" python3 -m pytest -q -s -p no:cacheprovider ${TESTS_GPU:-tests/gpu}
 # HOST_PROFILE_FULL (default: the first variant; ' ': none): cProfile of its forwards on this machine's host, which
@@ -77,18 +82,22 @@ want step_3b_full && stage step_3b_full "${LIMIT_3B_FULL:-240}" python3 benchmar
 # that fits, to see how much of micro-batch 32's host-bound forward a larger batch hides (64 did on an H200, §24).
 # The global batch is 48 x 16 = 768, not the pilot's 512; per micro-batch only the update's share (1/16) depends on it.
 if want step_3b_full48 && [ "$GPU_GIB" -lt 120 ]; then
-  V48=${VARIANTS_FULL48:-zero3_gas16 zero3_compile_layers_gas16}
+  V48=${VARIANTS_FULL48:-zero3_compile_layers_gas16 zero3_nobias_compile_layers_gas16 amp_gas16}
   stage step_3b_full48 "${LIMIT_3B_FULL48:-150}" python3 benchmarks/gpu_step.py --model nexa_3b --layers 36 \
     --micro-batch 48 --warmup 3 --steps 10 --json "$OUT/gpu_step_3b_full48.json" --variants $V48
 fi
 # The whole 7B fits one GPU only on an H200 (nexa-plan, RESULTS §22): without recompute at micro-batch 16,
-# 127.2 GiB (the 60 % goal's best chance: no forward run twice), and with full recompute at 32, 107.5 GiB.
+# 127.2 GiB, and 24 (139.4: tight), the 60 % goal's best chances (no forward run twice); with full recompute at 32,
+# 107.5 GiB.
 # Expandable segments: little memory is left to fragmentation.
 if want step_7b_full; then
   if [ "$GPU_GIB" -ge 120 ]; then
     PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True stage step_7b_full16 "${LIMIT_7B_FULL16:-200}" \
       python3 benchmarks/gpu_step.py --model nexa_7b --layers 60 --micro-batch 16 --warmup 1 --steps 10 \
       --json "$OUT/gpu_step_7b_full16.json" --variants $V7F16
+    [ -n "${V7FB// }" ] && PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True stage step_7b_full_big "${LIMIT_7B_FULL_BIG:-200}" \
+      python3 benchmarks/gpu_step.py --model nexa_7b --layers 60 --micro-batch "${MB_7B_BIG:-24}" --warmup 1 --steps 10 \
+      --json "$OUT/gpu_step_7b_full_big.json" --variants $V7FB
     [ -n "${V7F// }" ] && PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True stage step_7b_full "${LIMIT_7B_FULL:-200}" \
       python3 benchmarks/gpu_step.py --model nexa_7b --layers 60 --warmup 3 --steps 10 \
       --json "$OUT/gpu_step_7b_full.json" --variants $V7F
@@ -115,7 +124,7 @@ section() { awk -v head="##### $1" '$0 == head {p = 1; next} /^##### / {p = 0} p
 ran() { grep -qx "##### $1" "$LOG" 2>/dev/null; }
 echo; ran pytest && { echo "=== pytest"; section pytest | grep -E "passed|failed|error|skipped|relative error|^FAILED|^SKIPPED" | tail -15; }
 ran pretrain && { echo "=== pretrain"; { section pretrain; section pretrain_resume; } | grep -E "resume|final|rror|^step +[0-9]+" | tail -14; }
-for w in step_3b_full step_3b_full48 step_7b_full16 step_7b_full step_3b step_7b; do
+for w in step_3b_full step_3b_full48 step_7b_full16 step_7b_full_big step_7b_full step_3b step_7b; do
   ran $w || continue
   echo "=== gpu_step $w"; section $w | sed -n '/ width, [0-9]* layers/,$p'; section $w | grep -E "Error|error" | tail -3
 done
