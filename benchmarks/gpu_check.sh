@@ -17,17 +17,15 @@
 # JSON and the profiles beside it (at most 8 files come back from a lent GPU: 9 here on an H200 with every stage,
 # 10 with VARIANTS_7B_FULL, 8 on an H100, where step_3b_full48 replaces the 7B's: name fewer STAGES on an H200);
 # the tables are printed last.
-# STAGES picks stages (default: pytest step_3b_full step_3b_full48 step_7b_full step_3b step_7b pretrain; resume also
-# exists; step_3b_full48, the whole 3B at micro-batch 48, runs only under 120 GiB (an H100);
-# step_7b_full, the whole 7B at micro-batch 16 and MB_7B_BIG (24) without recompute (and VARIANTS_7B_FULL, e.g.
-# zero3_full_gas16, at 32 with full recompute), runs only on a GPU of 120 GiB or more, an H200, where step_3b_full runs
-# VARIANTS_FULL_BIG instead of VARIANTS_FULL); VARIANTS_3B,
-# VARIANTS_7B, VARIANTS_FULL, VARIANTS_FULL_BIG, VARIANTS_FULL48, VARIANTS_7B_FULL16, VARIANTS_7B_FULL_BIG,
-# VARIANTS_7B_FULL and PROFILE_3B override
-# gpu_step's variant lists (PROFILE_3B=' ': no profile); LIMIT_PYTEST, LIMIT_3B_FULL, LIMIT_3B_FULL48, LIMIT_7B_FULL16,
-# LIMIT_7B_FULL_BIG,
-# LIMIT_7B_FULL, LIMIT_3B, LIMIT_7B, LIMIT_PRETRAIN override the stages' time limits (seconds); TESTS_GPU picks
-# the GPU tests (default tests/gpu).
+# STAGES picks stages (default: pytest step_3b_full step_3b_full48 step_7b_full step_3b step_7b pretrain; resume
+# also exists). step_3b_full48, the whole 3B at micro-batch 48, runs only under 120 GiB (an H100); step_7b_full, the
+# whole 7B at micro-batch 16 and MB_7B_BIG (24) without recompute (and VARIANTS_7B_FULL, e.g. zero3_full_gas16, at 32
+# with full recompute), runs only on a GPU of 120 GiB or more (an H200), where step_3b_full runs VARIANTS_FULL_BIG
+# instead of VARIANTS_FULL. VARIANTS_3B, VARIANTS_7B, VARIANTS_FULL, VARIANTS_FULL_BIG, VARIANTS_FULL48,
+# VARIANTS_7B_FULL16, VARIANTS_7B_FULL_BIG, VARIANTS_7B_FULL and PROFILE_3B override gpu_step's variant lists
+# (PROFILE_3B=' ': no profile); LIMIT_PYTEST, LIMIT_3B_FULL, LIMIT_3B_FULL48, LIMIT_7B_FULL16, LIMIT_7B_FULL_BIG,
+# LIMIT_7B_FULL, LIMIT_3B, LIMIT_7B, LIMIT_PRETRAIN override the stages' time limits (seconds); TESTS_GPU picks the
+# GPU tests (default tests/gpu).
 set -u
 OUT=$(realpath -m "${1:-gpu_out}")
 mkdir -p "$OUT"
@@ -89,18 +87,19 @@ fi
 # The whole 7B fits one GPU only on an H200 (nexa-plan, RESULTS §22): without recompute at micro-batch 16,
 # 127.2 GiB, and 24 (139.4: tight), the 60 % goal's best chances (no forward run twice); with full recompute at 32,
 # 107.5 GiB.
-# Expandable segments: little memory is left to fragmentation.
+# Expandable segments: little memory is left to fragmentation. whole_7b NAME LIMIT MICRO_BATCH WARMUP VARIANTS...:
+# one stage of the whole 7B, JSON in gpu_NAME.json; nothing when no variant is named.
+whole_7b() {
+  local name=$1 limit=$2 mb=$3 warmup=$4; shift 4
+  [ $# -gt 0 ] || return 0
+  PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True stage "$name" "$limit" python3 benchmarks/gpu_step.py \
+    --model nexa_7b --layers 60 --micro-batch "$mb" --warmup "$warmup" --steps 10 --json "$OUT/gpu_$name.json" --variants "$@"
+}
 if want step_7b_full; then
   if [ "$GPU_GIB" -ge 120 ]; then
-    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True stage step_7b_full16 "${LIMIT_7B_FULL16:-200}" \
-      python3 benchmarks/gpu_step.py --model nexa_7b --layers 60 --micro-batch 16 --warmup 1 --steps 10 \
-      --json "$OUT/gpu_step_7b_full16.json" --variants $V7F16
-    [ -n "${V7FB// }" ] && PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True stage step_7b_full_big "${LIMIT_7B_FULL_BIG:-200}" \
-      python3 benchmarks/gpu_step.py --model nexa_7b --layers 60 --micro-batch "${MB_7B_BIG:-24}" --warmup 1 --steps 10 \
-      --json "$OUT/gpu_step_7b_full_big.json" --variants $V7FB
-    [ -n "${V7F// }" ] && PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True stage step_7b_full "${LIMIT_7B_FULL:-200}" \
-      python3 benchmarks/gpu_step.py --model nexa_7b --layers 60 --warmup 3 --steps 10 \
-      --json "$OUT/gpu_step_7b_full.json" --variants $V7F
+    whole_7b step_7b_full16 "${LIMIT_7B_FULL16:-200}" 16 1 $V7F16
+    whole_7b step_7b_full_big "${LIMIT_7B_FULL_BIG:-200}" "${MB_7B_BIG:-24}" 1 $V7FB
+    whole_7b step_7b_full "${LIMIT_7B_FULL:-200}" 32 3 $V7F
   else
     echo "== step_7b_full: skipped, $GPU_GIB GiB on this GPU (the whole 7B needs 127.2 GiB at micro-batch 16 by nexa-plan, 107.5 with full recompute at 32)" | tee -a "$OUT/summary.txt"
   fi
