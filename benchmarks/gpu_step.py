@@ -344,7 +344,7 @@ def build_variant(cfg, variant: Variant, tmp: Path):
     return build_plain(cfg, variant)
 
 
-def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: Path | None) -> dict:
+def run_variant(name: str, variant: Variant, args, ceiling: float) -> dict:
     cfg = variant_config(args.model, args.layers, args.micro_batch, variant)
     mb, seq = cfg.train.micro_batch_size, cfg.model.max_peaks + 2
     batch = synthetic_batch(cfg, mb).to(DEVICE)
@@ -367,11 +367,12 @@ def run_variant(name: str, variant: Variant, args, ceiling: float, profile_out: 
             peak = (torch.cuda.max_memory_allocated() - before) / GiB if CUDA else None
             waits = host_waits(step)
             phases, host_ms = phase_times([("forward", lambda _: fwd(batch)), ("backward", bwd), ("update", upd)])
+            profile_out = Path(args.profile_out)  # appended: one file for every profiled variant (8 files come back)
             if name in args.host_profile:
-                with Path(args.profile_out).open("a") as f:
+                with profile_out.open("a") as f:
                     f.write(f"# host: {args.model} x{args.layers} layers, variant {name}, 3 forwards\n\n"
                             + host_profile(lambda: fwd(batch), lambda out: (bwd(out), upd())) + "\n")
-            if profile_out is not None:  # appended: one file for every profiled variant (8 files come back)
+            if name in args.profile:
                 from torch.profiler import ProfilerActivity, profile
 
                 stack = args.profile_stack > 0
@@ -478,8 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.variants:
         try:
-            profile_out = Path(args.profile_out) if name in args.profile else None
-            rows.append(run_variant(name, VARIANTS[name], args, ceiling, profile_out))
+            rows.append(run_variant(name, VARIANTS[name], args, ceiling))
         except Exception as e:  # one failing variant (e.g. out of memory) must not hide the others
             traceback.print_exc()
             rows.append({"variant": name, "error": f"{type(e).__name__}: {str(e)[:300]}"})
