@@ -19,8 +19,8 @@
 # the tables are printed last.
 # STAGES picks stages (default: pytest step_3b_full step_3b_full48 step_7b_full step_3b step_7b pretrain; resume
 # also exists). step_3b_full48, the whole 3B at micro-batch 48, runs only under 120 GiB (an H100); step_7b_full, the
-# whole 7B at micro-batch 16 and MB_7B_BIG (24) without recompute (and VARIANTS_7B_FULL, e.g. zero3_full_gas16, at 32
-# with full recompute), runs only on a GPU of 120 GiB or more (an H200), where step_3b_full runs VARIANTS_FULL_BIG
+# whole 7B at MB_7B_BIG (28) and 32 without recompute (VARIANTS_7B_FULL; zero3_full_gas16 there: full recompute;
+# VARIANTS_7B_FULL16 at 16), runs only on a GPU of 120 GiB or more (an H200), where step_3b_full runs VARIANTS_FULL_BIG
 # instead of VARIANTS_FULL. VARIANTS_3B, VARIANTS_7B, VARIANTS_FULL, VARIANTS_FULL_BIG, VARIANTS_FULL48,
 # VARIANTS_7B_FULL16, VARIANTS_7B_FULL_BIG, VARIANTS_7B_FULL and PROFILE_3B override gpu_step's variant lists
 # (PROFILE_3B=' ': no profile); LIMIT_PYTEST, LIMIT_3B_FULL, LIMIT_3B_FULL48, LIMIT_7B_FULL16, LIMIT_7B_FULL_BIG,
@@ -58,18 +58,22 @@ stage() {  # stage NAME SECONDS CMD...: run with a time limit, its output append
 V3=${VARIANTS_3B:-zero3 amp amp_encoder zero3_nobias zero3_mb4x zero3_noncontig zero2 amp_compile zero3_compile_layers zero3_compile}
 V7=${VARIANTS_7B:-zero3 amp zero3_mb4x}
 # The whole models' forward under ZeRO-3 is host-bound at micro-batch 32 (3B) and 16 (7B) (§24): compiled layers
-# and layers without linear biases cut the host's work; micro-batch 64 (3B, H200 only) outgrows it.
+# and layers without linear biases cut the host's work; micro-batch 64 outgrows it. With the GELU recomputed (§26)
+# the 3B at 64 needs 69.3 GiB by nexa-plan (79.5 saving it): it fits an H100 too, where AMP's baseline (74.3 GiB at
+# 48, §25) does not; the GELU saved (savegelu) at 64 fits an H200 only.
 GPU_GIB=$(python3 -c "import torch; print(torch.cuda.get_device_properties(0).total_memory >> 30)") || exit 1
-if [ "$GPU_GIB" -ge 120 ]; then  # 3B at micro-batch 64: 79.5 GiB by nexa-plan
-  VF=${VARIANTS_FULL_BIG:-zero3_compile_layers_mb2x_gas8 zero3_nobias_compile_layers_mb2x_gas8 amp_mb2x_gas8}
+if [ "$GPU_GIB" -ge 120 ]; then
+  VF=${VARIANTS_FULL_BIG:-zero3_compile_layers_mb2x_gas8 zero3_compile_layers_savegelu_mb2x_gas8 amp_mb2x_gas8}
 else
-  VF=${VARIANTS_FULL:-zero3_nobias_compile_layers_gas16 zero3_compile_layers_gas16 zero2_gas16 amp_gas16}
+  VF=${VARIANTS_FULL:-zero3_compile_layers_mb2x_gas8 zero3_nobias_compile_layers_mb2x_gas8 amp_gas16}
 fi
-V7F16=${VARIANTS_7B_FULL16:-zero3_nobias_compile_layers_gas32}
-# The 7B at a larger micro-batch (MB_7B_BIG, default 24: 139.4 GiB by nexa-plan, which has read 0.97-0.99 of every
-# ZeRO-3 peak, so ~136-138 of the H200's 140): where the 3B's forward stopped being the host's (§25), as 24 x 16.
-V7FB=${VARIANTS_7B_FULL_BIG:-zero3_nobias_compile_layers_gas16 zero3_compile_layers_gas16}
-V7F=${VARIANTS_7B_FULL-}  # full recompute (zero3_full_gas16: 49.0 %, §24), caps model-FLOPs MFU near 3/4: when asked
+V7F16=${VARIANTS_7B_FULL16-}  # micro-batch 16: host-bound (§24), when asked
+# The 7B at a larger micro-batch (MB_7B_BIG, default 28: 135.5 GiB by nexa-plan with the GELU recomputed, §26; nexa-plan
+# has read 0.97-0.99 of every ZeRO-3 peak): where the 3B's forward stopped being the host's (§25), as 28 x 16; then
+# at the pilot's 32 (140.2 GiB by nexa-plan: the H200's whole memory, a real chance of running out). Full recompute
+# (zero3_full_gas16: 49.0 %, §24) caps model-FLOPs MFU near 3/4: name it in VARIANTS_7B_FULL to run it.
+V7FB=${VARIANTS_7B_FULL_BIG:-zero3_compile_layers_gas16 zero3_nobias_compile_layers_gas16}
+V7F=${VARIANTS_7B_FULL:-zero3_compile_layers_gas16}
 want pytest && stage pytest "${LIMIT_PYTEST:-80}" python3 -m pytest -q -s -p no:cacheprovider ${TESTS_GPU:-tests/gpu}
 # HOST_PROFILE_FULL (default: the first variant; ' ': none): cProfile of its forwards on this machine's host, which
 # bounds ZeRO-3's forward at micro-batch 32 (§24): where the host's time goes, in profile_3b_full.txt.
@@ -80,13 +84,13 @@ want step_3b_full && stage step_3b_full "${LIMIT_3B_FULL:-240}" python3 benchmar
 # that fits, to see how much of micro-batch 32's host-bound forward a larger batch hides (64 did on an H200, §24).
 # The global batch is 48 x 16 = 768, not the pilot's 512; per micro-batch only the update's share (1/16) depends on it.
 if want step_3b_full48 && [ "$GPU_GIB" -lt 120 ]; then
-  V48=${VARIANTS_FULL48:-zero3_compile_layers_gas16 zero3_nobias_compile_layers_gas16 amp_gas16}
+  V48=${VARIANTS_FULL48:-zero3_compile_layers_gas16 zero3_compile_layers_savegelu_gas16 amp_gas16}
   stage step_3b_full48 "${LIMIT_3B_FULL48:-150}" python3 benchmarks/gpu_step.py --model nexa_3b --layers 36 \
     --micro-batch 48 --warmup 3 --steps 10 --json "$OUT/gpu_step_3b_full48.json" --variants $V48
 fi
-# The whole 7B fits one GPU only on an H200 (nexa-plan, RESULTS §22): without recompute at micro-batch 16,
-# 127.2 GiB, and 24 (139.4: tight), the 60 % goal's best chances (no forward run twice); with full recompute at 32,
-# 107.5 GiB.
+# The whole 7B fits one GPU only on an H200 (nexa-plan, RESULTS §22, §26): without recompute at micro-batch 28
+# (135.5 GiB) or, just, 32 (140.2), the 60 % goal's best chances (no forward run twice); with full recompute at 32,
+# 107.2 GiB.
 # Expandable segments: little memory is left to fragmentation. whole_7b NAME LIMIT MICRO_BATCH WARMUP VARIANTS...:
 # one stage of the whole 7B, JSON in gpu_NAME.json; nothing when no variant is named.
 whole_7b() {
@@ -98,10 +102,10 @@ whole_7b() {
 if want step_7b_full; then
   if [ "$GPU_GIB" -ge 120 ]; then
     whole_7b step_7b_full16 "${LIMIT_7B_FULL16:-200}" 16 1 $V7F16
-    whole_7b step_7b_full_big "${LIMIT_7B_FULL_BIG:-200}" "${MB_7B_BIG:-24}" 1 $V7FB
+    whole_7b step_7b_full_big "${LIMIT_7B_FULL_BIG:-200}" "${MB_7B_BIG:-28}" 1 $V7FB
     whole_7b step_7b_full "${LIMIT_7B_FULL:-200}" 32 3 $V7F
   else
-    echo "== step_7b_full: skipped, $GPU_GIB GiB on this GPU (the whole 7B needs 127.2 GiB at micro-batch 16 by nexa-plan, 107.5 with full recompute at 32)" | tee -a "$OUT/summary.txt"
+    echo "== step_7b_full: skipped, $GPU_GIB GiB on this GPU (the whole 7B needs 121.5 GiB at micro-batch 16 by nexa-plan, 107.2 with full recompute at 32)" | tee -a "$OUT/summary.txt"
   fi
 fi
 want step_3b && stage step_3b "${LIMIT_3B:-220}" python3 benchmarks/gpu_step.py --model nexa_3b --layers 4 \

@@ -76,6 +76,7 @@ class Variant:
 PERSIST = {"stage3_param_persistence_threshold": 10**9}  # every parameter persistent: no gather/release
 NOBIAS = ("model.linear_bias=false",)  # run-config overrides shared by several variants
 COMPILE_LAYERS = ("train.compile=true",)
+SAVE_GELU = ("model.recompute_gelu=false",)
 
 VARIANTS = {
     "amp": Variant(engine=False, note="baseline: plain PyTorch, fp32 master weights, bf16 autocast, fused AdamW"),
@@ -85,7 +86,7 @@ VARIANTS = {
     "zero3": Variant(note="ds_configs/zero3.json as shipped (each layer and the three heads as leaf modules), "
                           "no recompute"),
     "zero3_halves": Variant(zero_overrides={"leaf_module": {"classes": [
-        "megatron.core.transformer.attention.SelfAttention", "megatron.core.transformer.mlp.MLP",
+        "megatron.core.transformer.attention.SelfAttention", "megatron_nexa.model.layer_specs.NexaMLP",
         "megatron_nexa.model.heads.MaskedPeakHead"]}},
         note="attention and MLP as separate leaves, not the whole layer (zero3.json of sessions 2-4)"),
     "zero3_full": Variant(recompute=Recompute.FULL, note="full recompute (the 3B/7B configs' default)"),
@@ -119,6 +120,10 @@ VARIANTS = {
                                note="no copy of each gradient into a contiguous bucket (9 ms of copies at mb 128)"),
     "zero3_nobias_compile_layers": Variant(cfg_overrides=NOBIAS + COMPILE_LAYERS,
                                            note="zero3_nobias and zero3_compile_layers together"),
+    "zero3_savegelu": Variant(cfg_overrides=SAVE_GELU,
+                              note="model.recompute_gelu false: the MLP saves the GELU's output (layers up to §26)"),
+    "zero3_compile_layers_savegelu": Variant(cfg_overrides=COMPILE_LAYERS + SAVE_GELU,
+                                             note="zero3_compile_layers and zero3_savegelu together"),
     "zero3_hd64": Variant(head_dim=64, note="head size 64 (3B: 36 heads, not the card's 32 of size 72)"),
     "zero3_dsfetch": Variant(deepspeed_fetch=True,
                              note="DeepSpeed's one-rank fetch, a host sync per module (zero3 up to 2026-11-27's §20)"),
@@ -133,7 +138,7 @@ ACCUMULATED = {"gas16": {"accumulation": 16}, "gas32": {"accumulation": 32},
 VARIANTS.update({f"{base}_{suffix}": replace(VARIANTS[base], **changes,
                                              note=f"{VARIANTS[base].note}; {suffix}: the pilot's global batch")
                  for base in ("zero3", "amp", "zero2", "zero3_full", "zero3_compile_layers", "zero3_nobias_compile_layers",
-                              "zero3_deepcompile")
+                              "zero3_deepcompile", "zero3_savegelu", "zero3_compile_layers_savegelu")
                  for suffix, changes in ACCUMULATED.items()})
 
 
@@ -404,7 +409,7 @@ def run_variant(name: str, variant: Variant, args, ceiling: float) -> dict:
     leftover = release_memory() - before
     tflops = 3 * forward_flops(cfg.model, mb, seq) / seconds / 1e12
     return {"variant": name, "note": variant.note, "micro_batch": mb, "accumulation": variant.accumulation,
-            "seq": seq, "layers": args.layers,
+            "seq": seq, "layers": args.layers, "recompute_gelu": cfg.model.recompute_gelu,
             "step_ms": seconds * 1e3, "tflops": tflops, "mfu": tflops / ceiling,
             "mfu_datasheet": tflops / args.datasheet_tflops, "peak_gib": peak,
             "plan_gib": plan_gib(cfg, variant, mb), "phases_ms": phases, "host_ms": host_ms, "build_s": build_s,

@@ -2,7 +2,8 @@
 
 The plan is recomputed for each row with today's formulas (the ``plan_gib`` stored in older rows came from
 earlier ones): same model, layers, micro-batch, ZeRO stage and DeepSpeed settings, recompute and
-attention as the row's variant. Rows of variants since retired are mapped to what they ran (``RETIRED``).
+attention as the row's variant, the GELU recomputed or saved as the row's layers did. Rows of variants
+since retired are mapped to what they ran (``RETIRED``).
 Prints measured / plan per row and the range per kind of row. No GPU needed.
 
     python benchmarks/plan_memory.py [gpu_step JSON ...]   (default: benchmarks/results/*/*gpu_step*.json)
@@ -10,6 +11,7 @@ Prints measured / plan per row and the range per kind of row. No GPU needed.
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -50,6 +52,8 @@ def compare(paths: list[Path]) -> list[dict]:
             if r.get("peak_gib") is None or variant is None or not variant.engine:
                 continue
             cfg = variant_config(a["model"], a["layers"], a["micro_batch"], variant)
+            # rows written before model.recompute_gelu existed ran layers that saved the GELU's output
+            cfg.model = replace(cfg.model, recompute_gelu=r.get("recompute_gelu", False))
             plan = plan_gib(cfg, variant, cfg.train.micro_batch_size)
             rows.append({"file": str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
                          "model": a["model"], "layers": a["layers"], "variant": r["variant"], "kind": kind(variant),

@@ -12,7 +12,8 @@ ZeRO-1 shards the optimiser, ZeRO-2 also the gradients, ZeRO-3 also the paramete
 data-parallel ranks. Buffer sizes come from the DeepSpeed config (``ZeroSettings``).
 Activations: per layer the tensors autograd saves in our encoder, ``34·s·b·h`` bytes (Korthikanti et al.,
 "Reducing Activation Recomputation in Large Transformer Models", without dropout masks, plus the
-attention output kept in both layouts), and the bf16 copy SDPA makes of the spectral mask (``2·b·s²``);
+attention output kept in both layouts) less the GELU's output (``2·s·b·ffn``) unless it is saved
+(``model.recompute_gelu: false``), and the bf16 copy SDPA makes of the spectral mask (``2·b·s²``);
 megatron's local attention adds its ``5·a·s²·b`` score tensors. Full recompute keeps each layer's input
 (``2·s·b·h``), and during the backward one layer's activations and as much again for its gradients (the
 two full-recompute peaks measured on an H100 sit there; one layer alone fell 8–9 % short). Outside the
@@ -102,10 +103,13 @@ def forward_flops(cfg: ModelConfig, rows: int, seq: int) -> float:
 
 
 def layer_activation_bytes(cfg: ModelConfig, micro_batch: int, seq: int) -> float:
-    """One layer without recompute: ``34·s·b·h``, the bf16 mask SDPA saves, local attention's scores."""
-    s, b, h, a = seq, micro_batch, cfg.hidden_size, cfg.num_attention_heads
+    """One layer without recompute: ``18·s·b·h`` outside the MLP's wide tensors, the GELU's input and, unless it
+    is recomputed, its output (``2·s·b·ffn`` each: ``34·s·b·h`` in all at ffn = 4h), the bf16 mask SDPA saves,
+    local attention's scores."""
+    s, b, h, a, f = seq, micro_batch, cfg.hidden_size, cfg.num_attention_heads, cfg.ffn_hidden_size
     scores = 5 * a * s * s * b if cfg.attention_backend == AttentionBackend.LOCAL else 0.0
-    return 34 * s * b * h + 2 * b * s * s + scores
+    wide = 1 if cfg.recompute_gelu else 2
+    return 18 * s * b * h + wide * 2 * s * b * f + 2 * b * s * s + scores
 
 
 def outside_layer_bytes(cfg: ModelConfig, micro_batch: int, seq: int, masked_fraction: float) -> float:

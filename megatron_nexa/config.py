@@ -79,6 +79,9 @@ class ModelConfig:
     linear_bias: bool = True
     attention_backend: AttentionBackend = AttentionBackend.SDPA
     recompute: Recompute = Recompute.NONE
+    # The MLP's GELU re-run in the backward instead of its output saved: 8·s·b·h bytes a layer less, a quarter of the
+    # layer's activations, for one elementwise pass (benchmarks/RESULTS.md §26). Local layer spec only.
+    recompute_gelu: bool = True
 
     def validate(self, prefix: str = "model") -> None:
         for name in ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads",

@@ -17,7 +17,7 @@ from megatron_nexa.model.layer_specs import layer_spec, transformer_engine_avail
 
 def transformer_config(cfg: ModelConfig, params_dtype: torch.dtype = torch.float32,
                        use_fusions: bool | None = None) -> TransformerConfig:
-    """megatron-core's config for our layer. Fusions (jit bias-GELU, bias-dropout-add) default on CUDA."""
+    """megatron-core's config for our layer. Its bias-dropout-add fusion defaults on CUDA."""
     if use_fusions is None:
         use_fusions = torch.cuda.is_available()
     recompute = {
@@ -40,7 +40,7 @@ def transformer_config(cfg: ModelConfig, params_dtype: torch.dtype = torch.float
         params_dtype=params_dtype,
         bf16=params_dtype == torch.bfloat16,
         use_cpu_initialization=not torch.cuda.is_available(),
-        bias_activation_fusion=use_fusions and cfg.linear_bias,  # megatron fuses GELU with a bias only
+        bias_activation_fusion=False,  # megatron's fused bias-GELU is the tanh approximation; the model's is exact
         bias_dropout_fusion=use_fusions,
         masked_softmax_fusion=False,
         persist_layer_norm=False,

@@ -1,13 +1,15 @@
 """megatron-core ModuleSpecs for the Nexa-Spec encoder layer.
 
 A pre-LN BERT-style layer (LayerNorm → self-attention → LayerNorm → GELU MLP) with an *arbitrary*
-attention mask (the spectral mask) and our SDPA core attention by default. When Transformer Engine is
-installed its fused LayerNorm+Linear modules replace the local linears; ``canonical_state_dict`` maps
+attention mask (the spectral mask) and our SDPA core attention by default; the MLP's GELU recomputed in the
+backward rather than saved (``model.recompute_gelu``). When Transformer Engine is installed its fused
+LayerNorm+Linear modules replace the local linears; ``canonical_state_dict`` maps
 their parameter names back to the local ones so checkpoints stay interchangeable.
 """
 import importlib.util
 
 import torch
+import torch.nn.functional as F
 
 from megatron.core.fusions.fused_bias_dropout import get_bias_dropout_add
 from megatron.core.tensor_parallel.layers import ColumnParallelLinear, RowParallelLinear
@@ -78,6 +80,30 @@ class LinearKeepingWeight(torch.autograd.Function):
         return grad_input, grad_weight, grad_bias
 
 
+class GeluLinear(torch.autograd.Function):
+    """``linear(gelu(x))`` that saves the GELU's input ``x``, not its output: the product's backward needs the GELU's
+    output for the weight's gradient, the GELU's backward needs ``x``, and saving both is 16·s·b·h bytes a layer of the
+    34 autograd kept (benchmarks/RESULTS.md §26). The backward recomputes the GELU, one elementwise pass over the
+    MLP's widest tensor; the weight is kept as the Parameter, as in ``LinearKeepingWeight``."""
+
+    @staticmethod
+    def forward(ctx, pre, weight, bias):
+        ctx.save_for_backward(pre, weight)
+        ctx.has_bias = bias is not None
+        return torch._C._nn.linear(F.gelu(pre), weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        pre, weight = ctx.saved_tensors
+        grad_2d = grad.reshape(-1, grad.shape[-1])
+        grad_pre = torch.ops.aten.gelu_backward(grad.matmul(weight), pre) if ctx.needs_input_grad[0] else None
+        grad_weight = None
+        if ctx.needs_input_grad[1]:
+            grad_weight = grad_2d.t().matmul(F.gelu(pre).reshape(-1, pre.shape[-1]))
+        grad_bias = grad_2d.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_pre, grad_weight, grad_bias
+
+
 def linear(input, weight, bias=None):
     """The product of our linears at tensor-parallel size 1: ``LinearKeepingWeight`` where a backward will
     follow, torch's kernel where none will (inference) or where autocast must see the op (it casts torch's
@@ -102,8 +128,11 @@ class _PlainMatmulAtTP1:
         super().__init__(*args, **kwargs)
         self._tp_size = 1 if self.tp_group is None else self.tp_group.size()
 
+    def _plain_product(self, args: tuple, kwargs: dict) -> bool:
+        return self._tp_size == 1 and not args and not any(kwargs.get(k) for k in self._MEGATRON_ONLY)
+
     def _forward_impl(self, input, weight, *args, **kwargs):
-        if self._tp_size == 1 and not args and not any(kwargs.get(k) for k in self._MEGATRON_ONLY):
+        if self._plain_product(args, kwargs):
             return linear(input, weight, kwargs.get("bias"))
         return super()._forward_impl(input, weight, *args, **kwargs)
 
@@ -130,6 +159,34 @@ class NexaRowParallelLinear(_PlainMatmulAtTP1, RowParallelLinear):
         return super()._forward_impl(input, weight, *args, **kwargs)
 
 
+class NexaGeluRowParallelLinear(NexaRowParallelLinear):
+    """The MLP's second linear, given the GELU's *input*: with ``recompute_gelu`` (``model.recompute_gelu``), where a
+    backward will follow at TP = 1, the GELU and the product are one ``GeluLinear``, which saves that input alone;
+    otherwise the GELU runs first and the product saves its output, as megatron-core's MLP does."""
+
+    def __init__(self, *args, recompute_gelu: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.recompute_gelu = recompute_gelu
+
+    def _forward_impl(self, input, weight, *args, **kwargs):
+        if (self.recompute_gelu and self._plain_product(args, kwargs) and torch.is_grad_enabled()
+                and not torch.is_autocast_enabled(input.device.type)):
+            return GeluLinear.apply(input, weight, kwargs.get("bias"))
+        return super()._forward_impl(F.gelu(input), weight, *args, **kwargs)
+
+
+class NexaMLP(MLP):
+    """megatron-core's MLP handing its second linear the GELU's input (``NexaGeluRowParallelLinear``), so that the
+    GELU can be recomputed in the backward rather than saved. The GELU is the exact one, as in the reference encoder
+    and the Hugging Face export: megatron's fused bias-GELU is the tanh approximation."""
+
+    def forward(self, hidden_states, **kwargs):
+        intermediate, bias = self.linear_fc1(hidden_states)
+        if bias is not None:
+            intermediate = intermediate + bias
+        return self.linear_fc2(intermediate)
+
+
 def transformer_engine_available() -> bool:
     return importlib.util.find_spec("transformer_engine") is not None
 
@@ -142,10 +199,12 @@ def layer_spec(cfg: ModelConfig, use_transformer_engine: bool = False) -> Module
         qkv, fc1, proj, fc2 = (TELayerNormColumnParallelLinear, TELayerNormColumnParallelLinear,
                                TERowParallelLinear, TERowParallelLinear)
         input_norm = pre_mlp_norm = IdentityOp
+        mlp = MLP
     else:
-        qkv, fc1 = NexaColumnParallelLinear, NexaColumnParallelLinear
-        proj, fc2 = NexaRowParallelLinear, NexaRowParallelLinear
+        qkv, fc1, proj = NexaColumnParallelLinear, NexaColumnParallelLinear, NexaRowParallelLinear
+        fc2 = ModuleSpec(module=NexaGeluRowParallelLinear, params={"recompute_gelu": cfg.recompute_gelu})
         input_norm = pre_mlp_norm = WrappedTorchNorm
+        mlp = NexaMLP
     return ModuleSpec(
         module=NexaTransformerLayer,
         submodules=TransformerLayerSubmodules(
@@ -160,7 +219,7 @@ def layer_spec(cfg: ModelConfig, use_transformer_engine: bool = False) -> Module
             ),
             self_attn_bda=get_bias_dropout_add,
             pre_mlp_layernorm=pre_mlp_norm,
-            mlp=ModuleSpec(module=MLP, submodules=MLPSubmodules(linear_fc1=fc1, linear_fc2=fc2)),
+            mlp=ModuleSpec(module=mlp, submodules=MLPSubmodules(linear_fc1=fc1, linear_fc2=fc2)),
             mlp_bda=get_bias_dropout_add,
         ),
     )

@@ -243,6 +243,59 @@ def test_linear_gradients_and_paths():
     assert out.dtype == torch.bfloat16 and not isinstance(out.grad_fn, LinearKeepingWeight._backward_cls)
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_gelu_linear_is_linear_of_gelu_and_rereads_the_weight(bias):
+    """``GeluLinear`` gives ``linear(gelu(x))``'s values and gradients, saving ``x`` and the Parameter: its backward
+    reads the weight the engine has gathered by then, like ``LinearKeepingWeight``'s."""
+    from megatron_nexa.model.layer_specs import GeluLinear
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True)
+    w = torch.nn.Parameter(torch.randn(6, 8, dtype=torch.float64))
+    b = torch.nn.Parameter(torch.randn(6, dtype=torch.float64)) if bias else None
+    grads = []
+    for product in (lambda: torch.nn.functional.linear(torch.nn.functional.gelu(x), w, b),
+                    lambda: GeluLinear.apply(x, w, b)):
+        out = product()
+        out.square().sum().backward()
+        grads.append([out.detach()] + [t.grad.clone() for t in (x, w, b) if t is not None])
+        for t in (x, w, b):
+            if t is not None:
+                t.grad = None
+    for ours, torchs in zip(*grads[::-1]):
+        torch.testing.assert_close(ours, torchs)
+    out = GeluLinear.apply(x, w, b)
+    gathered = w.data
+    w.data = torch.empty(0, dtype=torch.float64)  # released after the forward pass, gathered again as 2 w
+    w.data = 2 * gathered
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, torch.ops.aten.gelu_backward(torch.ones(3, 5, 6, dtype=torch.float64) @ w, x))
+
+
+def test_recompute_gelu_changes_memory_not_math(parallel, tiny_cfg):
+    """The same weights with and without ``recompute_gelu``: equal outputs and gradients, and the only saved tensor
+    that differs is the GELU's output, ``ffn`` wide per token and layer."""
+    from megatron_nexa.model.encoder import NexaEncoder
+    from tests.unit.test_cluster_plan import saved_bytes
+
+    inputs = random_batch(1)
+    runs = {}
+    for recompute_gelu in (False, True):
+        torch.manual_seed(0)
+        model = NexaEncoder(dataclasses.replace(tiny_cfg.model, recompute_gelu=recompute_gelu)).train()
+        out = {}
+        saved = saved_bytes(model, lambda: out.setdefault("y", model(*inputs)))
+        out["y"].square().mean().backward()
+        runs[recompute_gelu] = saved, out["y"].detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+    (kept, y_kept, g_kept), (recomputed, y, g) = runs[False], runs[True]
+    torch.testing.assert_close(y, y_kept, rtol=0, atol=0)
+    for name, grad in g_kept.items():
+        torch.testing.assert_close(g[name], grad, rtol=1e-6, atol=1e-7, msg=name)
+    b, s = inputs[0].shape
+    cfg = tiny_cfg.model
+    assert kept - recomputed == cfg.num_layers * b * s * cfg.ffn_hidden_size * 4  # fp32 here: 4 bytes
+
+
 def test_compiled_layers_share_one_graph_and_match_eager(parallel, tiny_cfg):
     from torch._dynamo.utils import counters
 
