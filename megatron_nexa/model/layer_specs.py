@@ -7,6 +7,7 @@ LayerNorm+Linear modules replace the local linears; ``canonical_state_dict`` map
 their parameter names back to the local ones so checkpoints stay interchangeable.
 """
 import importlib.util
+import logging
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +37,15 @@ _TE_TO_LOCAL = {
 }
 
 
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
 class NexaTransformerLayer(TransformerLayer):
     """megatron-core's layer, with ``hidden_states`` passed on positionally.
 
@@ -45,6 +55,17 @@ class NexaTransformerLayer(TransformerLayer):
     fails on a released, size-0 parameter). Passed positionally, the layer is one leaf: one gather and one
     set of hooks per layer instead of one per attention and MLP.
     """
+
+    def __init__(self, *args, **kwargs):
+        # megatron-core 0.16.1 logs "Unknown MLP type" for any MLP class but its own, then builds it with the
+        # default tensor-parallel group, the one it would have passed: for NexaMLP, once per layer, nothing to say.
+        logger = logging.getLogger(TransformerLayer.__module__)
+        unknown_mlp = _DropMessage("Unknown MLP type")
+        logger.addFilter(unknown_mlp)
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            logger.removeFilter(unknown_mlp)
 
     def __call__(self, *args, **kwargs):
         if not args and "hidden_states" in kwargs:
@@ -80,11 +101,24 @@ class LinearKeepingWeight(torch.autograd.Function):
         return grad_input, grad_weight, grad_bias
 
 
+@torch.library.custom_op("nexa::gelu_weight_grad", mutates_args=())
+def gelu_weight_grad(grad_2d: torch.Tensor, pre_2d: torch.Tensor) -> torch.Tensor:
+    """``grad_2dᵀ · gelu(pre_2d)``, the GELU re-run inside. One opaque op taking the gradient, so that under
+    ``torch.compile`` the GELU stays in the backward: AOTAutograd's partitioner may merge a GELU of the forward's
+    values with the forward's own and save its output, since a matmul of the backward reads it (it did, §26)."""
+    return grad_2d.t().matmul(F.gelu(pre_2d))
+
+
+@gelu_weight_grad.register_fake
+def _(grad_2d, pre_2d):
+    return grad_2d.new_empty(grad_2d.shape[1], pre_2d.shape[1])
+
+
 class GeluLinear(torch.autograd.Function):
     """``linear(gelu(x))`` that saves the GELU's input ``x``, not its output: the product's backward needs the GELU's
     output for the weight's gradient, the GELU's backward needs ``x``, and saving both is 16·s·b·h bytes a layer of the
-    34 autograd kept (benchmarks/RESULTS.md §26). The backward recomputes the GELU, one elementwise pass over the
-    MLP's widest tensor; the weight is kept as the Parameter, as in ``LinearKeepingWeight``."""
+    34 autograd kept (benchmarks/RESULTS.md §26). The backward recomputes the GELU (``gelu_weight_grad``), one
+    elementwise pass over the MLP's widest tensor; the weight is kept as the Parameter, as in ``LinearKeepingWeight``."""
 
     @staticmethod
     def forward(ctx, pre, weight, bias):
@@ -97,9 +131,7 @@ class GeluLinear(torch.autograd.Function):
         pre, weight = ctx.saved_tensors
         grad_2d = grad.reshape(-1, grad.shape[-1])
         grad_pre = torch.ops.aten.gelu_backward(grad.matmul(weight), pre) if ctx.needs_input_grad[0] else None
-        grad_weight = None
-        if ctx.needs_input_grad[1]:
-            grad_weight = grad_2d.t().matmul(F.gelu(pre).reshape(-1, pre.shape[-1]))
+        grad_weight = gelu_weight_grad(grad_2d, pre.reshape(-1, pre.shape[-1])) if ctx.needs_input_grad[1] else None
         grad_bias = grad_2d.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_pre, grad_weight, grad_bias
 

@@ -296,6 +296,22 @@ def test_recompute_gelu_changes_memory_not_math(parallel, tiny_cfg):
     assert kept - recomputed == cfg.num_layers * b * s * cfg.ffn_hidden_size * 4  # fp32 here: 4 bytes
 
 
+def test_compiled_layers_recompute_the_gelu_too(parallel, tiny_cfg):
+    """Under ``train.compile`` (inductor) AOTAutograd's partitioner decides what the layer saves: it must not move
+    the GELU back into the forward and save its output (it did, until ``gelu_weight_grad`` hid it in the backward)."""
+    from megatron_nexa.model.encoder import NexaEncoder
+    from tests.unit.test_cluster_plan import saved_bytes
+
+    torch._dynamo.reset()
+    inputs = random_batch(1)
+    torch.manual_seed(0)
+    model = NexaEncoder(tiny_cfg.model).train()
+    eager = saved_bytes(model, lambda: model(*inputs))
+    model.compile_layers()
+    model(*inputs)  # compiles
+    assert saved_bytes(model, lambda: model(*inputs)) == eager
+
+
 def test_compiled_layers_share_one_graph_and_match_eager(parallel, tiny_cfg):
     from torch._dynamo.utils import counters
 
