@@ -30,6 +30,10 @@ RETIRED = {  # name in an old JSON -> the variant it ran, in today's terms (RESU
     "zero3_hd64": Variant(head_dim=64),
 }
 
+# Runs whose compiled layers saved the GELU's output although their rows say recompute_gelu: torch.compile's
+# partitioner moved the recomputed GELU into the forward until commit 38efccb (RESULTS.md §26).
+GELU_SAVED_BY_COMPILE = {"benchmarks/results/2026-11-27-h200-session18/run1_gpu_step_3b_full.json"}
+
 
 def kind(variant: Variant) -> str:
     if variant.attention == AttentionBackend.LOCAL:
@@ -47,15 +51,17 @@ def compare(paths: list[Path]) -> list[dict]:
         if not run["env"].get("cuda"):
             continue  # peaks are measured on CUDA only
         a = run["args"]
+        name = str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
         for r in run["rows"]:
             variant = RETIRED.get(r["variant"], VARIANTS.get(r["variant"]))
             if r.get("peak_gib") is None or variant is None or not variant.engine:
                 continue
             cfg = variant_config(a["model"], a["layers"], a["micro_batch"], variant)
             # rows written before model.recompute_gelu existed ran layers that saved the GELU's output
-            cfg.model = replace(cfg.model, recompute_gelu=r.get("recompute_gelu", False))
+            recompute_gelu = r.get("recompute_gelu", False) and name not in GELU_SAVED_BY_COMPILE
+            cfg.model = replace(cfg.model, recompute_gelu=recompute_gelu)
             plan = plan_gib(cfg, variant, cfg.train.micro_batch_size)
-            rows.append({"file": str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
+            rows.append({"file": name,
                          "model": a["model"], "layers": a["layers"], "variant": r["variant"], "kind": kind(variant),
                          "micro_batch": cfg.train.micro_batch_size,
                          "peak_gib": r["peak_gib"], "plan_gib": plan, "ratio": r["peak_gib"] / plan})
