@@ -6,8 +6,8 @@
 # 2. pytest tests/gpu: bf16 megatron encoder vs the fp32 reference, the spectral mask under the fused
 #    SDPA kernels, the real ZeRO-3 engine on NCCL;
 # 3. benchmarks/gpu_step.py: step_3b_full, the whole 3B model (FULL_LAYERS, 36) with the pilot's global batch
-#    (512) as accumulated micro-batches of 32 (57 GiB by nexa-plan, fits an H100) or, on an H200, of 64
-#    (79.5 GiB), so the per-step costs outside the layers (embeddings, heads, losses, optimiser) weigh what
+#    (512) as accumulated micro-batches of 64 (69.3 GiB by nexa-plan with the GELU recomputed: fits an H100),
+#    so the per-step costs outside the layers (embeddings, heads, losses, optimiser) weigh what
 #    they will weigh in the run; step_7b_full, the whole 7B (H200 only); then the 3B and 7B widths at 4
 #    layers for the comparisons between variants: step time, TFLOP/s, MFU, peak memory beside nexa-plan's
 #    prediction, against the plain-PyTorch AMP baseline;
@@ -15,7 +15,7 @@
 #    then (stage resume) the same command again with more steps, which must resume from the checkpoint.
 # Each stage has its own time limit; every stage's output goes to OUT_DIR/stages.log (headed '##### NAME'),
 # JSON and the profiles beside it (at most 8 files come back from a lent GPU: 9 here on an H200 with every stage,
-# 10 with VARIANTS_7B_FULL, 8 on an H100, where step_3b_full48 replaces the 7B's: name fewer STAGES on an H200);
+# 10 with VARIANTS_7B_FULL16, 8 on an H100, where step_3b_full48 replaces the 7B's: name fewer STAGES on an H200);
 # the tables are printed last.
 # STAGES picks stages (default: pytest step_3b_full step_3b_full48 step_7b_full step_3b step_7b pretrain; resume
 # also exists). step_3b_full48, the whole 3B at micro-batch 48, runs only under 120 GiB (an H100); step_7b_full, the
