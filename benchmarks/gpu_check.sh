@@ -70,7 +70,7 @@ fi
 V7F16=${VARIANTS_7B_FULL16-}  # micro-batch 16: host-bound (§24), when asked
 # The 7B at a larger micro-batch (MB_7B_BIG, default 28: 135.5 GiB by nexa-plan with the GELU recomputed, §26; nexa-plan
 # has read 0.97-0.99 of every ZeRO-3 peak): where the 3B's forward stopped being the host's (§25), as 28 x 16; then
-# at the pilot's 32 (140.2 GiB by nexa-plan: the H200's whole memory, a real chance of running out). Full recompute
+# at the pilot's 32 (140.2 GiB by nexa-plan; 137.8 measured, 2 GiB short of the H200's whole memory). Full recompute
 # (zero3_full_gas16: 49.0 %, §24) caps model-FLOPs MFU near 3/4: name it in VARIANTS_7B_FULL to run it.
 V7FB=${VARIANTS_7B_FULL_BIG:-zero3_compile_layers_gas16 zero3_nobias_compile_layers_gas16}
 V7F=${VARIANTS_7B_FULL:-zero3_compile_layers_gas16}

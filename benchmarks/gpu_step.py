@@ -89,7 +89,7 @@ VARIANTS = {
         "megatron.core.transformer.attention.SelfAttention", "megatron_nexa.model.layer_specs.NexaMLP",
         "megatron_nexa.model.heads.MaskedPeakHead"]}},
         note="attention and MLP as separate leaves, not the whole layer (zero3.json of sessions 2-4)"),
-    "zero3_full": Variant(recompute=Recompute.FULL, note="full recompute (the 3B/7B configs' default)"),
+    "zero3_full": Variant(recompute=Recompute.FULL, note="full recompute (the card's §6.2; the shipped configs run without)"),
     "zero3_selective": Variant(recompute=Recompute.SELECTIVE, note="selective recompute (core attention)"),
     "zero3_local": Variant(attention=AttentionBackend.LOCAL, note="megatron's unfused DotProductAttention"),
     "zero3_nobias": Variant(cfg_overrides=NOBIAS,
