@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
-from benchmarks import gpu_step  # noqa: E402
+from benchmarks import gpu_step, gpu_variants  # noqa: E402
 from benchmarks._util import best_of  # noqa: E402
 from megatron_nexa.config import load_config  # noqa: E402
 from megatron_nexa.plan import layer_parameters_formula  # noqa: E402
@@ -37,15 +37,15 @@ NUMEL_KEYS = ("stage3_param_persistence_threshold", "stage3_max_live_parameters"
               "stage3_prefetch_bucket_size", "reduce_bucket_size", "allgather_bucket_size")
 
 
-def at_width(variant: gpu_step.Variant, cfg, width: str = "nexa_3b") -> gpu_step.Variant:
+def at_width(variant: gpu_variants.Variant, cfg, width: str = "nexa_3b") -> gpu_variants.Variant:
     """``variant`` with its DeepSpeed element counts scaled by the tiny layer's size over ``width``'s, so that
     the tiny model is partitioned, kept, prefetched and bucketed as the 3B is. At DeepSpeed's own numbers every
     tiny parameter is under the persistence threshold (10^6 elements): ZeRO-3 would never gather one."""
     if not variant.engine:
         return variant
     ratio = layer_parameters_formula(cfg.model) / layer_parameters_formula(
-        load_config(gpu_step.REPO / f"configs/model/{width}.yaml").model)
-    ds = json.loads((gpu_step.REPO / f"ds_configs/{variant.ds_config}.json").read_text())
+        load_config(gpu_variants.REPO / f"configs/model/{width}.yaml").model)
+    ds = json.loads((gpu_variants.REPO / f"ds_configs/{variant.ds_config}.json").read_text())
     zero = {**ds["zero_optimization"], **variant.zero_overrides}
     scaled = {k: max(1, round(zero[k] * ratio)) for k in NUMEL_KEYS if k in zero}
     return dataclasses.replace(variant, zero_overrides={**variant.zero_overrides, **scaled})
@@ -54,8 +54,8 @@ def at_width(variant: gpu_step.Variant, cfg, width: str = "nexa_3b") -> gpu_step
 def built_step(name: str, layers: int, micro_batch: int, tmp: Path, scaled: bool = True):
     """(step, close) for ``gpu_step`` variant ``name`` at the tiny width and ``layers`` layers; ``scaled``: with
     DeepSpeed's element counts scaled to the tiny width (``at_width``)."""
-    variant = gpu_step.VARIANTS[name]
-    cfg = gpu_step.variant_config("tiny", layers, micro_batch, variant)
+    variant = gpu_variants.VARIANTS[name]
+    cfg = gpu_variants.variant_config("tiny", layers, micro_batch, variant)
     variant = at_width(variant, cfg) if scaled else variant
     batch = gpu_step.synthetic_batch(cfg, cfg.train.micro_batch_size)
     _, (fwd, bwd, upd), close = gpu_step.build_variant(cfg, variant, tmp)
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--depths", type=int, nargs=2, default=[4, 12])
     p.add_argument("--variants", nargs="+", default=["amp", "zero2", "zero3", "zero3_nobias", "zero3_compile_layers"],
-                   choices=sorted(gpu_step.VARIANTS))
+                   choices=sorted(gpu_variants.VARIANTS))
     p.add_argument("--micro-batch", type=int, default=4)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=5)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.gpu_step import VARIANTS, Variant, ds_config, plan_gib, variant_config  # noqa: E402
+from benchmarks.gpu_variants import VARIANTS, Variant, ds_config, plan_gib, variant_config  # noqa: E402
 from megatron_nexa.config import AttentionBackend, Recompute  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,11 +27,11 @@ def test_host_step_prints_every_variant():
 PARTITIONED = """
 import json, tempfile
 from pathlib import Path
-from benchmarks import gpu_step, host_step
+from benchmarks import gpu_step, gpu_variants, host_step
 out = {}
 for scaled in (False, True):
-    variant = gpu_step.VARIANTS["zero3"]
-    cfg = gpu_step.variant_config("tiny", 2, 4, variant)
+    variant = gpu_variants.VARIANTS["zero3"]
+    cfg = gpu_variants.variant_config("tiny", 2, 4, variant)
     variant = host_step.at_width(variant, cfg) if scaled else variant
     with tempfile.TemporaryDirectory() as tmp:
         engine, _, close = gpu_step.build_variant(cfg, variant, Path(tmp))

@@ -2,7 +2,7 @@
 few minutes (the script itself only runs there)."""
 import re
 
-from benchmarks.gpu_step import VARIANTS
+from benchmarks.gpu_variants import VARIANTS
 from tests.conftest import REPO
 
 

@@ -2,13 +2,13 @@
 on the mean of the micro-batches' losses, so that ``amp_gas16`` and ``zero3_gas16`` time the same work."""
 import torch
 
-from benchmarks import gpu_step
+from benchmarks import gpu_step, gpu_variants
 from benchmarks.train_step import synthetic_batch
 
 
 def test_plain_update_only_at_the_accumulation_boundary():
-    variant = gpu_step.Variant(engine=False, accumulation=4)
-    cfg = gpu_step.variant_config("tiny", 1, 2, variant)
+    variant = gpu_variants.Variant(engine=False, accumulation=4)
+    cfg = gpu_variants.variant_config("tiny", 1, 2, variant)
     assert cfg.train.global_batch_size == 4 * cfg.train.micro_batch_size
     model, (fwd, bwd, upd), _ = gpu_step.build_plain(cfg, variant)
     batch = synthetic_batch(cfg, cfg.train.micro_batch_size)
@@ -25,7 +25,7 @@ def test_plain_update_only_at_the_accumulation_boundary():
     upd()
     assert changed() > 0 and all(p.grad is None for p in model.parameters())
     losses = []
-    for v in (variant, gpu_step.Variant(engine=False)):  # fresh models, the same weights (seeded)
+    for v in (variant, gpu_variants.Variant(engine=False)):  # fresh models, the same weights (seeded)
         forward = gpu_step.build_plain(cfg, v)[1][0]
         torch.manual_seed(0)
         losses.append(forward(batch))
