@@ -15,7 +15,6 @@ variant's Python function calls per step and per layer are printed too (cProfile
 import argparse
 import cProfile
 import dataclasses
-import json
 import os
 import pstats
 import sys
@@ -45,8 +44,7 @@ def at_width(variant: gpu_variants.Variant, cfg, width: str = "nexa_3b") -> gpu_
         return variant
     ratio = layer_parameters_formula(cfg.model) / layer_parameters_formula(
         load_config(gpu_variants.REPO / f"configs/model/{width}.yaml").model)
-    ds = json.loads((gpu_variants.REPO / f"ds_configs/{variant.ds_config}.json").read_text())
-    zero = {**ds["zero_optimization"], **variant.zero_overrides}
+    zero = gpu_variants.ds_config(variant)["zero_optimization"]
     scaled = {k: max(1, round(zero[k] * ratio)) for k in NUMEL_KEYS if k in zero}
     return dataclasses.replace(variant, zero_overrides={**variant.zero_overrides, **scaled})
 

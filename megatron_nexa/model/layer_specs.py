@@ -136,11 +136,16 @@ class GeluLinear(torch.autograd.Function):
         return grad_pre, grad_weight, grad_bias
 
 
+def _own_backward(input) -> bool:
+    """Where our autograd Functions replace torch's kernels: a backward will follow, and autocast is off (it casts
+    torch's ops, not a Function's saved inputs)."""
+    return torch.is_grad_enabled() and not torch.is_autocast_enabled(input.device.type)
+
+
 def linear(input, weight, bias=None):
     """The product of our linears at tensor-parallel size 1: ``LinearKeepingWeight`` where a backward will
-    follow, torch's kernel where none will (inference) or where autocast must see the op (it casts torch's
-    ops, not a Function's saved inputs)."""
-    if torch.is_grad_enabled() and not torch.is_autocast_enabled(input.device.type):
+    follow, torch's kernel where none will (inference) or where autocast must see the op (``_own_backward``)."""
+    if _own_backward(input):
         return LinearKeepingWeight.apply(input, weight, bias)
     return torch._C._nn.linear(input, weight, bias)
 
@@ -201,8 +206,7 @@ class NexaGeluRowParallelLinear(NexaRowParallelLinear):
         self.recompute_gelu = recompute_gelu
 
     def _forward_impl(self, input, weight, *args, **kwargs):
-        if (self.recompute_gelu and self._plain_product(args, kwargs) and torch.is_grad_enabled()
-                and not torch.is_autocast_enabled(input.device.type)):
+        if self.recompute_gelu and self._plain_product(args, kwargs) and _own_backward(input):
             return GeluLinear.apply(input, weight, kwargs.get("bias"))
         return super()._forward_impl(F.gelu(input), weight, *args, **kwargs)
 
