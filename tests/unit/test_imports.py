@@ -39,6 +39,11 @@ def test_import_direction(folder, forbidden):
     assert violations(folder, forbidden) == []
 
 
+def test_fsutil_imports_nothing_of_ours():
+    """data/, engine/ and the CLIs all write state files through it: it must sit below every layer."""
+    assert not [n for n in imports_of(PKG / "fsutil.py") if n.startswith("megatron_nexa")]
+
+
 def test_convert_imports_only_config_and_model():
     allowed = ("megatron_nexa.config", "megatron_nexa.model", "megatron_nexa.convert")
     for path in sorted((PKG / "convert").rglob("*.py")):
