@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from megatron_nexa.fsutil import atomic_write_text, fsync_path
+
 MANIFEST = "manifest.json"
 FORMAT = "megatron_nexa.spectra"
 FORMAT_VERSION = 1
@@ -128,6 +130,6 @@ def sync(src: str, dst: str) -> Manifest:
         if got != (expected["bytes"], expected["sha256"]):
             raise ValueError(f"{src}/{rel}: copied {got[0]} bytes sha256 {got[1][:12]}…, manifest says "
                              f"{expected['bytes']} bytes sha256 {expected['sha256'][:12]}…")
-    with open(f"{dst.rstrip('/')}/{MANIFEST}", "w") as f:
-        f.write(m.to_json())
+        fsync_path(target)
+    atomic_write_text(f"{dst.rstrip('/')}/{MANIFEST}", m.to_json())
     return m

@@ -2,7 +2,8 @@
 
 Two stages, so a kill -9 at any moment loses at most the work in flight:
 1. per unit (a file, or a row range of an HDF5 file), a worker reads, filters, hashes and assigns splits,
-   writing ``<work>/unit_NNNNN/`` atomically (temp dir, then rename). Finished units are never redone.
+   writing ``<work>/unit_NNNNN/`` atomically (temp dir, fsync, then rename). Finished units are never redone;
+   damaged ones are named and redone (``work_state``).
 2. the main process walks the units in order — deduplicates, routes spectra to their split, cuts shards
    — into a staging location, writes ``manifest.json`` last, and (locally) renames staging into place.
    Stage 2 is a sequential copy, so after a kill it simply starts over from the finished units.
@@ -30,6 +31,9 @@ from megatron_nexa.data.filters import SPLITS, PreprocessSettings, assign_splits
 from megatron_nexa.data.manifest import MANIFEST, Manifest, sha256_file
 from megatron_nexa.data.readers import Unit, plan_units, read_unit
 from megatron_nexa.data.shards import HashingWriter, SplitWriter
+from megatron_nexa.data.work_state import (discard_damaged_units, publish_unit, read_plan, remove_work, unit_dir,
+                                           write_plan)
+from megatron_nexa.fsutil import atomic_write_text, fsync_path
 
 DUPLICATE = "exact duplicate of an earlier spectrum"
 
@@ -47,14 +51,10 @@ class JobOptions:
     progress: bool = True
 
 
-def _unit_dir(work: Path, i: int) -> Path:
-    return work / f"unit_{i:06d}"
-
-
-def process_unit(args: tuple[int, Unit, PreprocessSettings, JobOptions, str]) -> dict:
+def process_unit(args: tuple[int, Unit, PreprocessSettings, JobOptions, str, str]) -> dict:
     """Stage 1 for one unit; returns its counts. Idempotent: a finished unit is read back, not redone."""
-    i, unit, settings, opts, work = args
-    final = _unit_dir(Path(work), i)
+    i, unit, settings, opts, work, fingerprint = args
+    final = unit_dir(Path(work), i)
     if (final / "counts.json").exists():
         return json.loads((final / "counts.json").read_text())
     tmp = final.with_name(final.name + ".tmp")
@@ -92,10 +92,9 @@ def process_unit(args: tuple[int, Unit, PreprocessSettings, JobOptions, str]) ->
             meta.write_table(table)
         if meta is not None:
             meta.close()
-    result = {"unit": unit.name, "records_in": 0, "peaks_in": 0, "peaks_out": 0, "kept": 0, **counts,
-              "rejected_by_reason": dict(reasons)}
-    (tmp / "counts.json").write_text(json.dumps(result))
-    os.replace(tmp, final)  # atomic: a unit directory is complete or absent
+    result = {"unit": unit.name, "fingerprint": fingerprint, "records_in": 0, "peaks_in": 0, "peaks_out": 0, "kept": 0,
+              **counts, "rejected_by_reason": dict(reasons)}
+    publish_unit(tmp, final, result)
     return result
 
 
@@ -187,35 +186,38 @@ def preprocess(paths: list[str], out_root: str, name: str, version: int, setting
     local = isinstance(fs, LocalFileSystem)
     inputs = [{"file": Path(p).name, "bytes": Path(p).stat().st_size} for p in paths]
     fingerprint = _fingerprint(inputs, settings, opts)
+    work = Path(opts.work_dir or (dest_path + ".work" if local else f".nexa_work/{name}_v{version}"))
     if fs.exists(f"{dest_path}/{MANIFEST}"):
         existing = Manifest.load(dest)
         if existing.extra.get("fingerprint") == fingerprint:
+            if work.is_dir() and not opts.keep_work and read_plan(work, log) in (None, fingerprint):
+                log(f"{work}: removing the work directory a finished build left behind")
+                remove_work(work)
             log(f"{dest}: already complete ({existing.counts['written']:,} spectra); nothing to do")
             return existing
         raise FileExistsError(f"{dest} already holds a dataset made from other inputs or settings; "
                               f"choose a new --version")
 
-    work = Path(opts.work_dir or (dest_path + ".work" if local else f".nexa_work/{name}_v{version}"))
     work.mkdir(parents=True, exist_ok=True)
-    plan_file = work / "plan.json"
-    if plan_file.exists() and json.loads(plan_file.read_text())["fingerprint"] != fingerprint:
+    if read_plan(work, log) not in (None, fingerprint):
         raise FileExistsError(f"{work} holds unfinished work of a different run (other inputs or settings); "
                               f"remove it or pass another --work-dir")
     units = plan_units(paths, opts.hdf5_rows_per_unit)
-    plan_file.write_text(json.dumps({"fingerprint": fingerprint, "units": [u.name for u in units]}))
+    discard_damaged_units(work, [u.name for u in units], fingerprint, log)
+    write_plan(work, fingerprint, [u.name for u in units])
 
     staging = dest_path + ".partial" if local else dest_path
     if fs.exists(staging):
         fs.rm(staging, recursive=True)  # stage 2 always starts over; stage 1 work is kept
     assembler = Assembler(fs, staging, settings, opts)
-    jobs = [(i, u, settings, opts, str(work)) for i, u in enumerate(units)]
+    jobs = [(i, u, settings, opts, str(work), fingerprint) for i, u in enumerate(units)]
     t0, done = time.perf_counter(), 0
     bar = _progress(len(units), opts.progress)
     with _pool(opts.workers) as pool:
         results = pool.imap(process_unit, jobs) if pool else map(process_unit, jobs)
         digests = [pool.apply_async(_sha256, (p,)) for p in paths] if pool and opts.checksum_inputs else []
         for i, unit_counts in enumerate(results):
-            assembler.add(_unit_dir(work, i), unit_counts)
+            assembler.add(unit_dir(work, i), unit_counts)
             done += unit_counts["records_in"]
             bar.update(1)
             bar.set_postfix_str(f"{done / (time.perf_counter() - t0):,.0f} spectra/s")
@@ -231,17 +233,27 @@ def preprocess(paths: list[str], out_root: str, name: str, version: int, setting
                             " inchikey: first InChIKey block, else SMILES, else the record; run: run id, else record"},
         inputs=inputs, counts=counts, shards=shards, rejects=rejects,
         extra={"fingerprint": fingerprint, "shard_bytes": opts.shard_bytes})
-    with fs.open(f"{staging}/{MANIFEST}", "w") as f:
-        f.write(manifest.to_json())
     if local:
-        os.replace(staging, dest_path)
+        _publish(staging, dest_path, manifest.to_json())
+    else:  # a bucket: an object appears whole or not at all, and the manifest is written last
+        with fs.open(f"{staging}/{MANIFEST}", "w") as f:
+            f.write(manifest.to_json())
     if not opts.keep_work:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_work(work)
     seconds = time.perf_counter() - t0
     log(f"{dest}: in {counts['records_in']:,} = written {counts['written']:,} + rejected {counts['rejected']:,} "
         f"(train {counts['per_split']['train']:,} / val {counts['per_split']['val']:,} / "
         f"test {counts['per_split']['test']:,}); {counts['records_in'] / max(seconds, 1e-9):,.0f} spectra/s")
     return manifest
+
+
+def _publish(staging: str, dest: str, manifest_text: str) -> None:
+    """Every file on disk, then the manifest, then the rename: a crash leaves the old state or the whole dataset."""
+    for path in Path(staging).rglob("*"):
+        fsync_path(path)
+    atomic_write_text(Path(staging) / MANIFEST, manifest_text)
+    os.replace(staging, dest)
+    fsync_path(Path(dest).parent)
 
 
 class _pool:
