@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-work", action="store_true")
     p.add_argument("--no-input-checksums", action="store_true",
                    help="skip the sha256 of each input file in the manifest (saves one read of the inputs)")
+    p.add_argument("--strict", action="store_true",
+                   help="a file that yields no record (unreadable, not the GeMS layout, empty) is an error (exit 2) "
+                        "instead of one reject line with record '-'")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             split_seed=args.split_seed)
         opts = JobOptions(workers=args.workers, shard_bytes=args.shard_size, work_dir=args.work_dir,
                           keep_work=args.keep_work, progress=not args.no_progress,
-                          checksum_inputs=not args.no_input_checksums)
+                          checksum_inputs=not args.no_input_checksums, strict=args.strict)
         preprocess(paths, args.out, args.name, args.version, settings, opts)
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"nexa-preprocess: error: {e}", file=sys.stderr)

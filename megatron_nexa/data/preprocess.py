@@ -49,6 +49,7 @@ class JobOptions:
     keep_work: bool = False
     checksum_inputs: bool = True  # sha256 of each input in the manifest (workers hash them beside the units)
     progress: bool = True
+    strict: bool = False  # a file that yields no record (unreadable, wrong layout, empty) is an error, not a reject
 
 
 def process_unit(args: tuple[int, Unit, PreprocessSettings, JobOptions, str, str]) -> dict:
@@ -62,6 +63,7 @@ def process_unit(args: tuple[int, Unit, PreprocessSettings, JobOptions, str, str
     tmp.mkdir(parents=True)
     counts = Counter()
     reasons = Counter()
+    nothing_read = None  # why the file yielded no record at all
     chunk_size = opts.hdf5_chunk_rows if unit.fmt == "gems" else opts.chunk_size
     with open(tmp / "peaks.f32", "wb") as peaks, open(tmp / "sizes.i32", "wb") as sizes, \
             open(tmp / "hashes.u64", "wb") as hashes, open(tmp / "split.i8", "wb") as splits, \
@@ -70,11 +72,15 @@ def process_unit(args: tuple[int, Unit, PreprocessSettings, JobOptions, str, str
         for chunk, read_rejects in read_unit(unit, chunk_size):
             filtered = filter_chunk(chunk, settings)
             out = filtered.chunk
-            bad = read_rejects + [(str(chunk.columns["record_id"][r]) if "record_id" in chunk.columns else str(r), why)
+            ids = chunk.columns.get("record_id")
+            bad = read_rejects + [(str(r if ids is None else ids[r]), why, "")
                                   for r, why in zip(filtered.rejected, filtered.reasons)]
-            for record, why in bad:
-                rejects.write(json.dumps({"file": Path(unit.path).name, "record": record, "reason": why}) + "\n")
+            for record, why, detail in bad:
+                line = {"file": Path(unit.path).name, "record": record, "reason": why}
+                rejects.write(json.dumps({**line, "detail": detail} if detail else line) + "\n")
                 reasons[why] += 1
+                if record == "-" and nothing_read is None:
+                    nothing_read = f"{why}: {detail}" if detail else why
             counts["records_in"] += len(chunk) + len(read_rejects)
             counts["peaks_in"] += filtered.peaks_in
             counts["peaks_out"] += filtered.peaks_out
@@ -93,7 +99,7 @@ def process_unit(args: tuple[int, Unit, PreprocessSettings, JobOptions, str, str
         if meta is not None:
             meta.close()
     result = {"unit": unit.name, "fingerprint": fingerprint, "records_in": 0, "peaks_in": 0, "peaks_out": 0, "kept": 0,
-              **counts, "rejected_by_reason": dict(reasons)}
+              **counts, "rejected_by_reason": dict(reasons), "nothing_read": nothing_read}
     publish_unit(tmp, final, result)
     return result
 
@@ -202,7 +208,7 @@ def preprocess(paths: list[str], out_root: str, name: str, version: int, setting
     if read_plan(work, log) not in (None, fingerprint):
         raise FileExistsError(f"{work} holds unfinished work of a different run (other inputs or settings); "
                               f"remove it or pass another --work-dir")
-    units = plan_units(paths, opts.hdf5_rows_per_unit)
+    units = plan_units(paths, opts.hdf5_rows_per_unit, opts.strict)
     discard_damaged_units(work, [u.name for u in units], fingerprint, log)
     write_plan(work, fingerprint, [u.name for u in units])
 
@@ -217,6 +223,9 @@ def preprocess(paths: list[str], out_root: str, name: str, version: int, setting
         results = pool.imap(process_unit, jobs) if pool else map(process_unit, jobs)
         digests = [pool.apply_async(_sha256, (p,)) for p in paths] if pool and opts.checksum_inputs else []
         for i, unit_counts in enumerate(results):
+            if opts.strict and unit_counts.get("nothing_read"):
+                raise ValueError(f"{units[i].path}: {unit_counts['nothing_read']} (a file that yields no record is "
+                                 f"an error in strict mode)")
             assembler.add(unit_dir(work, i), unit_counts)
             done += unit_counts["records_in"]
             bar.update(1)

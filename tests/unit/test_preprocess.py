@@ -144,13 +144,14 @@ def test_empty_hdf5_is_reported(tmp_path):
     (lambda f: f.create_dataset("peaks", data=np.zeros(3)), "needs root datasets 'spectrum' and 'precursor_mz'"),
 ])
 def test_bad_hdf5_names_file_and_dataset(tmp_path, mutate, message):
+    """In strict mode; otherwise the file is one reject line (test_preprocess_faults)."""
     path = tmp_path / "bad.h5"
     with h5py.File(path, "w") as f:
         mutate(f)
         if "precursor_mz" not in f and "spectrum" in f:
             f.create_dataset("precursor_mz", data=np.zeros(4, "f4"))
     with pytest.raises(ValueError, match="bad.h5") as err:
-        build(tmp_path, [path])
+        build(tmp_path, [path], opts=JobOptions(progress=False, strict=True))
     assert message in str(err.value)
 
 

@@ -11,29 +11,43 @@ import h5py
 import numpy as np
 import pyarrow as pa
 
+from megatron_nexa.data.readers.records import ChunkBuilder
 from megatron_nexa.data.spectrum import SpectraChunk
 
 RUN_COLUMNS = ("name", "file_name")
 
 
+class LayoutError(ValueError):
+    """A file h5py cannot open or one not in the GeMS layout: ``reason`` is the reject key, ``detail`` what is wrong."""
+
+    def __init__(self, path: str, reason: str, detail: str):
+        super().__init__(f"{path}: {reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
 def validate(path: str) -> int:
-    """Check the layout and return N, or raise naming the file and the offending dataset."""
+    """Check the layout and return N, or raise a LayoutError naming the file and the offending dataset."""
     try:
         f = h5py.File(path, "r")
     except OSError as e:
-        raise ValueError(f"{path}: not a readable HDF5 file ({e})") from None
+        raise LayoutError(path, "not a readable HDF5 file", str(e)) from None
     with f:
+        def bad(detail):
+            return LayoutError(path, "not the GeMS layout", detail)
+
         if "spectrum" not in f or "precursor_mz" not in f:
-            raise ValueError(f"{path}: GeMS layout needs root datasets 'spectrum' and 'precursor_mz' "
-                             f"(found: {sorted(f.keys())})")
+            raise bad(f"needs root datasets 'spectrum' and 'precursor_mz' (found: {sorted(f.keys())})")
+        for name in ("spectrum", "precursor_mz"):
+            if not isinstance(f[name], h5py.Dataset):
+                raise bad(f"{name!r} is not a dataset")
         spec = f["spectrum"]
         if spec.ndim != 3 or spec.shape[1] != 2:
-            raise ValueError(f"{path}: dataset 'spectrum' must have shape (N, 2, P), got {spec.shape}")
+            raise bad(f"dataset 'spectrum' must have shape (N, 2, P), got {spec.shape}")
         n = spec.shape[0]
         for name, ds in f.items():
             if isinstance(ds, h5py.Dataset) and ds.shape[:1] != (n,):
-                raise ValueError(f"{path}: dataset {name!r} has {ds.shape[0] if ds.shape else 'no'} rows, "
-                                 f"'spectrum' has {n}: all root datasets must have the same length")
+                raise bad(f"dataset {name!r} has {ds.shape[0] if ds.shape else 'no'} rows, "
+                          f"'spectrum' has {n}: all root datasets must have the same length")
         return n
 
 
@@ -44,26 +58,45 @@ def _strings(values: np.ndarray) -> np.ndarray:
     return decoded[encoded.indices.to_numpy()]
 
 
+def real_peaks(mz: np.ndarray) -> np.ndarray:
+    """Peaks per row before the zero padding at its end (a zero inside a row is a peak the filters drop)."""
+    width = mz.shape[1]
+    tail = (mz != 0)[:, ::-1]
+    last = np.argmax(tail, axis=1)  # zeros after the last nonzero m/z; 0 also for an all-zero row
+    return np.where(tail[np.arange(len(mz)), last], width - last, 0).astype(np.int32)
+
+
 def read_rows(path: str, start: int, stop: int, rows: int) -> Iterator[tuple[SpectraChunk, list]]:
+    """Rows [start, stop) in chunks of ``rows``; a chunk h5py cannot read (corrupt storage) rejects its rows."""
     source = Path(path).name
     if stop <= start:  # a file with no rows: say so, like an empty MGF
-        empty = np.zeros((0, 0), np.float32)
-        yield SpectraChunk(empty, empty, np.zeros(0, np.int32), np.zeros(0)), [("-", "empty file: no rows")]
+        yield _nothing(source, [("-", "empty file: no rows", "")])
         return
     with h5py.File(path, "r") as f:
         run_col = next((c for c in RUN_COLUMNS if c in f), None)
         for a in range(start, stop, rows):
             b = min(a + rows, stop)
-            spec = f["spectrum"][a:b]
-            n, _, width = spec.shape
-            cols = {"record_id": pa.array(np.arange(a, b)).cast(pa.string()),  # row number in the file
-                    "source_file": pa.repeat(pa.scalar(source), n),
-                    "rt": f["RT"][a:b].astype(np.float32) if "RT" in f else np.full(n, np.nan, np.float32)}
-            if "charge" in f:
-                charge = f["charge"][a:b].astype(np.int8)
-                cols["charge"] = charge
-                cols["polarity"] = np.sign(charge).astype(np.int8)
-            if run_col:
-                cols["run_id"] = _strings(f[run_col][a:b])
-            yield SpectraChunk(spec[:, 0], spec[:, 1], np.full(n, width, np.int32),
-                               f["precursor_mz"][a:b].astype(np.float64), cols), []
+            try:
+                yield _read(f, source, run_col, a, b), []
+            except OSError as e:
+                yield _nothing(source, [(str(r), "unreadable HDF5 rows", f"rows {a}:{b}: {e}") for r in range(a, b)])
+
+
+def _nothing(source: str, rejects: list) -> tuple[SpectraChunk, list]:
+    chunk, _ = ChunkBuilder(source).flush()
+    return chunk, rejects
+
+
+def _read(f, source: str, run_col: str | None, a: int, b: int) -> SpectraChunk:
+    spec = f["spectrum"][a:b]
+    n = len(spec)
+    cols = {"record_id": pa.array(np.arange(a, b)).cast(pa.string()),  # row number in the file
+            "source_file": pa.repeat(pa.scalar(source), n),
+            "rt": f["RT"][a:b].astype(np.float32) if "RT" in f else np.full(n, np.nan, np.float32)}
+    if "charge" in f:
+        charge = f["charge"][a:b].astype(np.int8)
+        cols["charge"] = charge
+        cols["polarity"] = np.sign(charge).astype(np.int8)
+    if run_col:
+        cols["run_id"] = _strings(f[run_col][a:b])
+    return SpectraChunk(spec[:, 0], spec[:, 1], real_peaks(spec[:, 0]), f["precursor_mz"][a:b].astype(np.float64), cols)

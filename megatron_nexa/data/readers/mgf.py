@@ -3,7 +3,8 @@
 We frame records ourselves (BEGIN IONS … END IONS) and hand each to pyteomics' record parser, so a
 malformed record, a truncated last record or a missing PEPMASS becomes a counted reject naming the file
 and record instead of ending the file early (pyteomics' own iterator stops at the first bad line and
-silently drops a record cut off at end of file).
+silently drops a record cut off at end of file). A peak line with more than two values is rejected too:
+pyteomics keeps its first pair and drops the rest without a word.
 """
 import gzip
 import io
@@ -57,7 +58,7 @@ def _title(block: list[str] | None) -> str | None:
     return None
 
 
-def read_mgf(path: str, chunk_size: int) -> Iterator[tuple[SpectraChunk, list[tuple[str, str]]]]:
+def read_mgf(path: str, chunk_size: int) -> Iterator[tuple[SpectraChunk, list[tuple[str, str, str]]]]:
     builder = ChunkBuilder(Path(path).name)
     parser = None
     n_records = 0
@@ -77,17 +78,30 @@ def read_mgf(path: str, chunk_size: int) -> Iterator[tuple[SpectraChunk, list[tu
                 if len(builder) + len(builder.rejects) >= chunk_size:
                     yield builder.flush()
         except (EOFError, OSError, gzip.BadGzipFile) as e:  # truncated/corrupt gzip stream
-            builder.reject(f"#{n_records}", f"file ends in a corrupt or truncated stream ({e})")
+            builder.reject(f"#{n_records}" if n_records else "-", "file ends in a corrupt or truncated stream", str(e))
     if n_records == 0 and not builder.rejects:
         builder.reject("-", "empty file: no BEGIN IONS record")
     yield builder.flush()
+
+
+def _extra_values(block: list[str]) -> str | None:
+    """The first line pyteomics reads as a peak (no "=", not a comment) that has three or more values."""
+    for line in block:
+        if "=" not in line:
+            fields = line.split(None, 2)
+            if len(fields) > 2 and fields[0][0] not in "#;!/":
+                return line.strip()
+    return None
 
 
 def _add(builder: ChunkBuilder, parser, block: list[str], record: str) -> None:
     try:
         spec = parser._read_spectrum_lines(block)
     except (auxiliary.PyteomicsError, ValueError, IndexError, TypeError) as e:
-        builder.reject(record, f"unparseable record: {str(e).splitlines()[0][:200]}")
+        builder.reject(record, "unparseable record", " ".join(str(e).split())[:200])
+        return
+    if extra := _extra_values(block):
+        builder.reject(record, "peak line with more than two values", extra[:200])
         return
     params = spec["params"]
     pepmass = params.get("pepmass")

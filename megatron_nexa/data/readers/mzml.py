@@ -30,7 +30,7 @@ def _rt_seconds(spec: dict) -> float | None:
     return float(t) * 60.0 if unit in _MINUTES else float(t)
 
 
-def read_mzml(path: str, chunk_size: int) -> Iterator[tuple[SpectraChunk, list[tuple[str, str]]]]:
+def read_mzml(path: str, chunk_size: int) -> Iterator[tuple[SpectraChunk, list[tuple[str, str, str]]]]:
     builder = ChunkBuilder(Path(path).name)
     run = Path(path.removesuffix(".gz")).stem
     opener = gzip.open(path, "rb") if path.lower().endswith(".gz") else open(path, "rb")
@@ -54,7 +54,7 @@ def read_mzml(path: str, chunk_size: int) -> Iterator[tuple[SpectraChunk, list[t
                 if len(builder) + len(builder.rejects) >= chunk_size:
                     yield builder.flush()
         except (auxiliary.PyteomicsError, etree.XMLSyntaxError, EOFError, OSError, KeyError, ValueError) as e:
-            builder.reject(f"after spectrum #{n}", f"mzML parse error, rest of file unreadable ({e})")
+            builder.reject(f"after spectrum #{n}" if n else "-", "mzML parse error: rest of file unreadable", str(e))
     if n == 0 and not builder.rejects:
         builder.reject("-", "empty file: no spectra")
     yield builder.flush()

@@ -13,7 +13,7 @@ class ChunkBuilder:
         self.mz, self.intensity, self.precursor = [], [], []
         self.meta = {k: [] for k in ("charge", "polarity", "rt", "run_id", "instrument", "smiles", "inchikey",
                                      "record_id")}
-        self.rejects: list[tuple[str, str]] = []
+        self.rejects: list[tuple[str, str, str]] = []
 
     def add(self, mz, intensity, precursor_mz: float, **meta):
         self.mz.append(np.asarray(mz, dtype=np.float64))
@@ -22,13 +22,14 @@ class ChunkBuilder:
         for k, values in self.meta.items():
             values.append(meta.get(k))
 
-    def reject(self, record: str, reason: str):
-        self.rejects.append((record, reason))
+    def reject(self, record: str, reason: str, detail: str = ""):
+        """``reason`` is a fixed phrase (a key of the manifest's counts); what varies goes in ``detail``."""
+        self.rejects.append((record, reason, detail))
 
     def __len__(self):
         return len(self.mz)
 
-    def flush(self) -> tuple[SpectraChunk, list[tuple[str, str]]]:
+    def flush(self) -> tuple[SpectraChunk, list[tuple[str, str, str]]]:
         mz, inten, count = pad_peak_lists(self.mz, self.intensity)
         n = len(count)
         cols = {
