@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 
+from megatron_nexa.cli.errors import closed_pipe, user_error
 from megatron_nexa.data.manifest import sync, verify
 from megatron_nexa.data.version import DatasetVersion
 
@@ -79,10 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("dir")
     args = p.parse_args(argv)
     try:
-        return {"verify": _verify, "inspect": _inspect, "stats": _stats, "sync": _sync}[args.command](args)
-    except (FileNotFoundError, ValueError, KeyError, IndexError) as e:
-        print(f"nexa-dataset: error: {e}", file=sys.stderr)
-        return 2
+        code = {"verify": _verify, "inspect": _inspect, "stats": _stats, "sync": _sync}[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's flush at exit
+        return code
+    except BrokenPipeError:
+        return closed_pipe()
+    except (OSError, ValueError, KeyError, IndexError) as e:
+        return user_error("nexa-dataset", e)
 
 
 if __name__ == "__main__":

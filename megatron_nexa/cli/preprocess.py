@@ -4,6 +4,7 @@ import glob
 import re
 import sys
 
+from megatron_nexa.cli.errors import closed_pipe, user_error
 from megatron_nexa.config import ConfigError
 from megatron_nexa.data.filters import PreprocessSettings
 from megatron_nexa.data.preprocess import JobOptions, preprocess
@@ -66,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
                           keep_work=args.keep_work, progress=not args.no_progress,
                           checksum_inputs=not args.no_input_checksums, strict=args.strict)
         preprocess(paths, args.out, args.name, args.version, settings, opts)
-    except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"nexa-preprocess: error: {e}", file=sys.stderr)
-        return 2
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return closed_pipe()
+    except (ConfigError, ValueError, OSError) as e:  # OSError: FileNotFoundError, FileExistsError, permissions, ...
+        return user_error("nexa-preprocess", e)
     return 0
 
 

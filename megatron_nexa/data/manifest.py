@@ -45,10 +45,17 @@ class Manifest:
         if not fs.exists(target):
             raise FileNotFoundError(f"{root}: no {MANIFEST} (not a dataset version, or an incomplete one)")
         with fs.open(target, "r") as f:
-            data = json.load(f)
-        if data.get("format") != FORMAT:
-            raise ValueError(f"{root}/{MANIFEST}: format {data.get('format')!r} is not {FORMAT!r}")
-        return cls(**data)
+            try:
+                data = json.load(f)
+            except ValueError as e:
+                raise ValueError(f"{root}/{MANIFEST}: unreadable, truncated or damaged ({e})") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"{root}/{MANIFEST}: format {found!r} is not {FORMAT!r}")
+        try:
+            return cls(**data)
+        except TypeError as e:  # a key missing or unknown
+            raise ValueError(f"{root}/{MANIFEST}: not a manifest of this tool ({e})") from None
 
     def shard_prefixes(self, split: str) -> list[str]:
         return [f"shards/{split}/{s['name']}" for s in self.shards.get(split, [])]
@@ -102,12 +109,24 @@ def verify(root: str) -> list[str]:
         if total != m.counts["per_split"].get(split, 0):
             problems.append(f"{split}: shards hold {total} spectra, counts say {m.counts['per_split'].get(split)}")
     check(m.rejects["file"], m.rejects)
+    lines = _count_lines(fs, f"{base}/{m.rejects['file']}")
+    if lines is not None and lines != m.rejects["lines"]:
+        problems.append(f"{m.rejects['file']}: {lines} lines, manifest says {m.rejects['lines']}")
     c = m.counts
+    if m.rejects["lines"] != c["rejected"]:
+        problems.append(f"counts: rejected {c['rejected']} != {m.rejects['lines']} lines of {m.rejects['file']}")
     if c["records_in"] != c["written"] + c["rejected"]:
         problems.append(f"counts: in {c['records_in']} != written {c['written']} + rejected {c['rejected']}")
     if c["rejected"] != sum(c["rejected_by_reason"].values()):
         problems.append("counts: rejected != sum of rejected_by_reason")
     return problems
+
+
+def _count_lines(fs, path: str, block: int = 1 << 22) -> int | None:
+    if not fs.exists(path):
+        return None  # already reported as missing
+    with fs.open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(block), b""))
 
 
 def sync(src: str, dst: str) -> Manifest:

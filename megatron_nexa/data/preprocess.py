@@ -190,6 +190,8 @@ def preprocess(paths: list[str], out_root: str, name: str, version: int, setting
     dest = f"{out_root.rstrip('/')}/{name}_v{version}"
     fs, dest_path = fsspec.core.url_to_fs(dest)
     local = isinstance(fs, LocalFileSystem)
+    if local and os.path.isfile(os.path.dirname(dest_path)):
+        raise NotADirectoryError(f"{out_root}: a file, not a directory (the output root must be a directory)")
     inputs = [{"file": Path(p).name, "bytes": Path(p).stat().st_size} for p in paths]
     fingerprint = _fingerprint(inputs, settings, opts)
     work = Path(opts.work_dir or (dest_path + ".work" if local else f".nexa_work/{name}_v{version}"))

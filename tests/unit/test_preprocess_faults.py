@@ -1,13 +1,17 @@
 """Bad input and user errors: counted rejects with one reason key each, clear errors, no tracebacks."""
 import json
+import subprocess
+import sys
 
 import h5py
 import numpy as np
 import pytest
 
+from megatron_nexa.cli.dataset import main as dataset_main
 from megatron_nexa.cli.preprocess import main as preprocess_main
 from megatron_nexa.data.filters import PreprocessSettings
 from megatron_nexa.data.preprocess import JobOptions, preprocess
+from tests.conftest import REPO
 from tests.spectra_files import random_spectra, write_gems, write_mgf, write_mzml
 
 QUIET = JobOptions(progress=False)
@@ -74,6 +78,26 @@ def test_corrupt_hdf5_chunk_rejects_its_rows(tmp_path):
     assert {(r["record"], r["reason"]) for r in lines} == {(str(i), "unreadable HDF5 rows") for i in range(10, 20)}
 
 
+def test_out_is_a_file_is_a_user_error(tmp_path, capsys):
+    write_mgf(tmp_path / "a.mgf", random_spectra(np.random.default_rng(0), 5))
+    (tmp_path / "file").write_text("x")
+    code = preprocess_main([str(tmp_path / "a.mgf"), "--out", str(tmp_path / "file"), "--name", "t", "--version", "1",
+                            "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(tmp_path / "file") in err and len(err.strip().splitlines()) == 1
+
+
+def test_inspect_into_a_closed_pipe_is_quiet(tmp_path):
+    write_mgf(tmp_path / "a.mgf", random_spectra(np.random.default_rng(0), 5))
+    _, root = build(tmp_path, [tmp_path / "a.mgf"])
+    proc = subprocess.Popen([sys.executable, "-m", "megatron_nexa.cli.dataset", "inspect", str(root), "--index", "0"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # like `| head` that has already exited: every write meets a closed pipe
+    err = proc.stderr.read().decode()
+    proc.wait()
+    assert err == "" and proc.returncode != 2
+
+
 def test_peak_line_with_more_than_two_values_is_rejected(tmp_path):
     path = tmp_path / "a.mgf"
     write_mgf(path, random_spectra(np.random.default_rng(0), 3))
@@ -91,6 +115,22 @@ def test_hdf5_peaks_in_counts_real_peaks(tmp_path):
         real = int((f["spectrum"][:, 0] > 0).sum())
     m, _ = build(tmp_path, [tmp_path / "g.h5"], PreprocessSettings(min_peaks=1))
     assert real < 200 * 16 and m.counts["peaks_in"] == real == m.counts["peaks_written"]
+
+
+def test_verify_checks_reject_lines_and_names_a_truncated_manifest(tmp_path, capsys):
+    path = tmp_path / "a.mgf"
+    write_mgf(path, random_spectra(np.random.default_rng(0), 5))
+    path.write_text(path.read_text() + "BEGIN IONS\nTITLE=nopep\n100 5\n101 6\n102 7\nEND IONS\n")
+    _, root = build(tmp_path, [path])
+    manifest = root / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["rejects"]["lines"] += 1
+    manifest.write_text(json.dumps(data))
+    assert dataset_main(["verify", str(root)]) == 1
+    assert "rejects.jsonl" in capsys.readouterr().out
+    manifest.write_text(manifest.read_text()[:50])
+    assert dataset_main(["verify", str(root)]) == 2
+    assert "manifest.json" in capsys.readouterr().err
 
 
 def test_parse_errors_are_one_reason_key_with_details_in_the_line(tmp_path):
