@@ -7,7 +7,7 @@ from megatron_nexa.config import ModelConfig, model_config_from_dict
 from megatron_nexa.convert.safetensors_stream import INDEX
 from megatron_nexa.convert.state import check_keys, save_state
 
-EXTRA = "hf_extra.json"  # what the HF folder carried beyond the weights (preprocessing, model card)
+EXTRA = "hf_extra.json"  # what an export carries beyond the weights (preprocessing, model card), beside a state dict
 
 
 def read_hf(hf_dir: str | Path) -> tuple[dict, ModelConfig, dict]:
@@ -29,11 +29,30 @@ def read_hf(hf_dir: str | Path) -> tuple[dict, ModelConfig, dict]:
             raise ValueError(f"{hf_dir / name}: cannot be read ({type(e).__name__}: {e})") from None
     check_keys(state, cfg, str(hf_dir))
     card = (hf_dir / "README.md").read_text() if (hf_dir / "README.md").exists() else None
-    return state, cfg, {"preprocessing": config.get("preprocessing", {}), "card": card}
+    missing = None if config.get("preprocessing") else (config.get("preprocessing_missing")
+                                                        or f"{hf_dir / 'config.json'} has no preprocessing settings")
+    return state, cfg, {"preprocessing": config.get("preprocessing") or None, "preprocessing_missing": missing,
+                        "card": card}
 
 
 def from_hf(hf_dir: str | Path, out: str | Path) -> Path:
     state, cfg, extra = read_hf(hf_dir)
     path = save_state(state, cfg, out)
-    (path.parent / EXTRA).write_text(json.dumps(extra))
+    write_extra(path.parent, **extra)
     return path
+
+
+def write_extra(directory: Path, preprocessing: dict | None, preprocessing_missing: str | None, card: str | None):
+    """Beside a state dict, so that ``to-hf`` from it exports the same settings and card."""
+    (Path(directory) / EXTRA).write_text(json.dumps(
+        {"preprocessing": preprocessing, "preprocessing_missing": preprocessing_missing, "card": card}))
+
+
+def read_extra(state_path: Path) -> dict:
+    """The extra beside ``state_path``; without one, the settings are recorded as missing, saying why."""
+    path = Path(state_path).parent / EXTRA
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"preprocessing": None, "card": None,
+            "preprocessing_missing": f"no {EXTRA} beside {state_path}, so no preprocessing settings; pass --data "
+                                     "DATASET_DIR"}

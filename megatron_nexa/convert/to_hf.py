@@ -49,9 +49,11 @@ class NexaSpecConfig(PretrainedConfig):
     def __init__(self,
                  {args},
                  preprocessing=None,
+                 preprocessing_missing=None,
                  **kwargs):
 {assigns}
         self.preprocessing = preprocessing or {{}}
+        self.preprocessing_missing = preprocessing_missing  # why there are no preprocessing settings
         super().__init__(**kwargs)
 
     @property
@@ -60,15 +62,20 @@ class NexaSpecConfig(PretrainedConfig):
 '''
 
 
-def hf_config_dict(cfg: ModelConfig, preprocessing: dict | None) -> dict:
-    d = to_plain(cfg)
-    return {"architectures": ["NexaSpecForPretraining"], "model_type": "nexa_spec", "auto_map": AUTO_MAP,
-            "dtype": "float32", **d, "preprocessing": preprocessing or {}}
+def hf_config_dict(cfg: ModelConfig, preprocessing: dict | None, missing: str | None = None) -> dict:
+    """Without preprocessing settings the config says so (``preprocessing: null`` and why), never ``{}``."""
+    d = {"architectures": ["NexaSpecForPretraining"], "model_type": "nexa_spec", "auto_map": AUTO_MAP,
+         "dtype": "float32", **to_plain(cfg), "preprocessing": preprocessing or None}
+    if not preprocessing:
+        d["preprocessing_missing"] = missing or "no preprocessing settings were given to the export"
+    return d
 
 
 def write_hf(state: dict, cfg: ModelConfig, out_dir: str | Path, preprocessing: dict | None = None,
-             card: str | None = None, max_shard_bytes: int = 5 * 10**9) -> Path:
-    """``state``: name → tensor, or name → lazy object with ``.shape`` and ``produce()`` (streamed)."""
+             card: str | None = None, max_shard_bytes: int = 5 * 10**9,
+             preprocessing_missing: str | None = None) -> Path:
+    """``state``: name → tensor, or name → lazy object with ``.shape`` and ``produce()`` (streamed).
+    ``preprocessing_missing``: why ``preprocessing`` is None, recorded in config.json."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     check_keys(state, cfg, "the state dict")
@@ -77,7 +84,8 @@ def write_hf(state: dict, cfg: ModelConfig, out_dir: str | Path, preprocessing: 
     for old in list(out.glob("model*.safetensors")) + list(out.glob("model.safetensors.index.json")):
         old.unlink()
     write_safetensors(entries, out / "model.safetensors", max_shard_bytes)
-    (out / "config.json").write_text(json.dumps(hf_config_dict(cfg, preprocessing), indent=2, sort_keys=True) + "\n")
+    config = hf_config_dict(cfg, preprocessing, preprocessing_missing)
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     (out / "configuration_nexa.py").write_text(configuration_source())
     (out / "modeling_nexa.py").write_text(modeling_source())
     (out / "README.md").write_text(card or model_card(cfg, None, None))

@@ -14,8 +14,11 @@ import torch
 import yaml
 
 from megatron_nexa.config import model_config_from_dict
+from megatron_nexa.convert.from_hf import write_extra
+from megatron_nexa.convert.run_context import read_run_context
 from megatron_nexa.convert.safetensors_stream import Entry, write_safetensors
 from megatron_nexa.convert.state import check_keys, save_state, write_config
+from megatron_nexa.convert.to_hf import model_card
 from megatron_nexa.model.layer_specs import canonical_state_dict
 
 
@@ -29,9 +32,10 @@ def resolve_tag(ckpt_dir: Path, tag: str | None) -> str:
     return latest.read_text().strip()
 
 
-def zero_to_torch(ckpt_dir: str | Path, out: str | Path, tag: str | None = None) -> Path:
+def zero_to_torch(ckpt_dir: str | Path, out: str | Path, tag: str | None = None, data: str | None = None) -> Path:
     """``ckpt_dir``: a run's ``checkpoints/`` directory (or the run directory itself). ``out``: ``.safetensors``
-    (streamed, one tensor in memory at a time) or ``.pt`` (torch.save needs the whole dict in memory)."""
+    (streamed, one tensor in memory at a time) or ``.pt`` (torch.save needs the whole dict in memory). The run's
+    preprocessing settings and model card go beside it (``hf_extra.json``) for ``to-hf``; ``data``: as there."""
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
     ckpt_dir = Path(ckpt_dir)
@@ -42,14 +46,17 @@ def zero_to_torch(ckpt_dir: str | Path, out: str | Path, tag: str | None = None)
     if not config_file.exists():
         raise FileNotFoundError(f"{config_file}: the run config is saved beside every checkpoint; it is missing")
     cfg = model_config_from_dict(yaml.safe_load(config_file.read_text())["model"])
+    ctx = read_run_context(ckpt_dir, tag, data)  # before the long part: a bad --data fails at once
     source = ReloadingSource(lambda: get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag, lazy_mode=True))
     check_keys({k: _Shape(shape) for k, shape in source.shapes.items()}, cfg, str(ckpt_dir / tag))
     out = Path(out)
     if out.suffix == ".safetensors":
         write_safetensors(source.entries(), out)
         write_config(cfg, out.parent)
-        return out
-    return save_state({k: source.tensor(k) for k in source.shapes}, cfg, out)
+    else:
+        save_state({k: source.tensor(k) for k in source.shapes}, cfg, out)
+    write_extra(out.parent, ctx.preprocessing, ctx.preprocessing_missing, model_card(cfg, ctx.run_yaml, ctx.metrics))
+    return out
 
 
 class ReloadingSource:

@@ -15,8 +15,8 @@ from tests.conftest import MASSBANK_FILES, REPO
 ENV = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
 
 
-def run(*args, env=ENV, check=True):
-    out = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+def run(*args, env=ENV, check=True, cwd=REPO):
+    out = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     if check:
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out
@@ -175,6 +175,44 @@ def test_embed_api_on_massbank(hf_dir):
     with pytest.warns(UserWarning, match="1 spectra could not be embedded") as caught_pooled:
         megatron_nexa.inference.embed_pooled(bad, hf_dir)
     assert {w.filename for w in (*caught, *caught_pooled)} == {__file__}  # the warning points at the caller
+
+
+def test_to_hf_outside_the_repository(trained, massbank, tmp_path):
+    """A run launched with relative paths, exported from another directory: the preprocessing settings are found
+    (also through zero-to-torch); without the data they are recorded as missing, loudly; --data supplies them."""
+    import shutil
+
+    import yaml
+
+    launch, elsewhere = tmp_path / "launch", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copytree(trained / "checkpoints", launch / "runs/r/checkpoints")
+    (launch / "data").mkdir()
+    (launch / "data/v").symlink_to(massbank)
+    for config in (launch / "runs/r/checkpoints").glob("*/config.yaml"):
+        run_cfg = yaml.safe_load(config.read_text())
+        run_cfg["data"]["sources"], run_cfg["train"]["run_dir"] = [{"path": "data/v"}], "runs/r"
+        config.write_text(yaml.safe_dump(run_cfg))
+
+    def export(*extra):
+        out = run("-m", "megatron_nexa.cli.convert", "to-hf", str(launch / "runs/r"), str(tmp_path / "hf"), *extra,
+                  cwd=elsewhere)
+        return json.loads((tmp_path / "hf/config.json").read_text()), out.stderr
+
+    config, _ = export()
+    assert config["preprocessing"]["top_k"] == 256 and "preprocessing_missing" not in config
+    run("-m", "megatron_nexa.cli.convert", "zero-to-torch", str(launch / "runs/r"), str(tmp_path / "sd/m.safetensors"),
+        cwd=elsewhere)
+    run("-m", "megatron_nexa.cli.convert", "to-hf", str(tmp_path / "sd/m.safetensors"), str(tmp_path / "hf2"),
+        cwd=elsewhere)
+    assert json.loads((tmp_path / "hf2/config.json").read_text())["preprocessing"]["top_k"] == 256
+
+    (launch / "data/v").unlink()
+    config, err = export()
+    assert config["preprocessing"] is None and "data/v" in config["preprocessing_missing"]
+    assert "warning" in err and str(launch / "data/v/manifest.json") in err
+    config, _ = export("--data", str(massbank))
+    assert config["preprocessing"]["top_k"] == 256 and "preprocessing_missing" not in config
 
 
 def test_hf_export_without_linear_biases(parallel, massbank, tmp_path):

@@ -1,0 +1,74 @@
+"""The export finds the training data's preprocessing settings from wherever it runs, or records why not."""
+import json
+
+import pytest
+import yaml
+
+SETTINGS = {"top_k": 99, "min_peaks": 3}
+
+
+def make_run(root, run_dir="runs/r", data="data/v", manifest_at="data/v"):
+    """A run launched from ``root`` with relative paths; returns its checkpoints directory."""
+    ckpt = root / run_dir / "checkpoints"
+    (ckpt / "step_2").mkdir(parents=True)
+    (ckpt / "step_2/config.yaml").write_text(yaml.safe_dump(
+        {"model": {}, "data": {"sources": [{"path": data}]}, "train": {"run_dir": run_dir}}))
+    if manifest_at:
+        (root / manifest_at).mkdir(parents=True)
+        (root / manifest_at / "manifest.json").write_text(json.dumps({"settings": SETTINGS}))
+    return ckpt
+
+
+@pytest.fixture
+def elsewhere(tmp_path, monkeypatch):
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+
+
+def test_relative_data_path_resolves_against_the_launch_directory(tmp_path, elsewhere):
+    from megatron_nexa.convert.run_context import read_run_context
+
+    ctx = read_run_context(make_run(tmp_path / "repo"), "step_2")
+    assert ctx.preprocessing == SETTINGS and ctx.preprocessing_missing is None
+
+
+def test_a_moved_run_finds_the_data_beside_a_parent(tmp_path, elsewhere):
+    from megatron_nexa.convert.run_context import read_run_context
+
+    ckpt = make_run(tmp_path / "repo", run_dir="runs/r")
+    moved = tmp_path / "repo" / "archive" / "r"
+    moved.parent.mkdir()
+    (tmp_path / "repo/runs/r").rename(moved)
+    assert read_run_context(moved / "checkpoints", "step_2").preprocessing == SETTINGS
+    assert not ckpt.exists()
+
+
+def test_missing_settings_are_recorded_with_the_paths_tried(tmp_path, elsewhere):
+    from megatron_nexa.convert.run_context import read_run_context
+
+    ctx = read_run_context(make_run(tmp_path / "repo", manifest_at=None), "step_2")
+    assert ctx.preprocessing is None
+    why = ctx.preprocessing_missing
+    assert "data/v" in why and str(tmp_path / "repo/data/v/manifest.json") in why
+    assert "--data" in ctx.preprocessing_missing
+
+
+def test_data_given_explicitly_wins(tmp_path, elsewhere):
+    from megatron_nexa.convert.run_context import dataset_settings, read_run_context
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "manifest.json").write_text(json.dumps({"settings": {"top_k": 7}}))
+    ctx = read_run_context(make_run(tmp_path / "repo", manifest_at=None), "step_2", data=str(other))
+    assert ctx.preprocessing == {"top_k": 7} and ctx.preprocessing_missing is None
+    with pytest.raises(FileNotFoundError, match="no manifest.json"):
+        dataset_settings(str(tmp_path / "nowhere"))
+
+
+def test_export_records_missing_settings_instead_of_an_empty_dict(tmp_path):
+    from megatron_nexa.config import ModelConfig
+    from megatron_nexa.convert.to_hf import hf_config_dict
+
+    d = hf_config_dict(ModelConfig(), None, "not found: data/v")
+    assert d["preprocessing"] is None and d["preprocessing_missing"] == "not found: data/v"
+    assert "preprocessing_missing" not in hf_config_dict(ModelConfig(), SETTINGS)
