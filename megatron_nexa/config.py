@@ -9,6 +9,7 @@ import dataclasses
 import difflib
 import enum
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 import types
@@ -19,7 +20,11 @@ import yaml
 
 
 class ConfigError(ValueError):
-    """A configuration value is missing, unknown or out of range."""
+    """A configuration value is missing, unknown or out of range; ``field`` is its dotted name."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class AttentionBackend(str, enum.Enum):
@@ -46,7 +51,7 @@ class PairInput(str, enum.Enum):
 
 def _require(cond: bool, name: str, why: str) -> None:
     if not cond:
-        raise ConfigError(f"{name}: {why}")
+        raise ConfigError(f"{name}: {why}", name)
 
 
 @dataclass
@@ -242,10 +247,14 @@ class TrainConfig:
     compile: bool = False  # torch.compile each transformer layer (NexaEncoder.compile_layers)
     wandb_mode: WandbMode = WandbMode.OFFLINE
     wandb_project: str = "nexa-spec"
+    # true: start from step 0 although run_dir holds checkpoints (they are moved aside, never deleted)
+    restart: bool = False
+    # a collective that waits longer than this fails the job instead of hanging it (a rank died or wedged)
+    collective_timeout_s: int = 1800
 
     def validate(self, prefix: str = "train") -> None:
         for name in ("micro_batch_size", "global_batch_size", "train_steps", "log_interval", "eval_interval",
-                     "eval_batches", "save_interval", "keep_last", "max_bad_steps"):
+                     "eval_batches", "save_interval", "keep_last", "max_bad_steps", "collective_timeout_s"):
             _require(getattr(self, name) >= 1, f"{prefix}.{name}", "must be >= 1")
         _require(self.global_batch_size % self.micro_batch_size == 0, f"{prefix}.global_batch_size",
                  f"{self.global_batch_size} is not a multiple of micro_batch_size={self.micro_batch_size}")
@@ -320,8 +329,11 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)
 
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        Path(path).write_text(self.to_yaml())
 
 
 def to_plain(obj: Any) -> Any:
@@ -344,7 +356,7 @@ def _coerce(value: Any, typ: Any, name: str) -> Any:
         return _coerce(value, inner, name)
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{name}: expected a list, got {value!r}")
+            raise ConfigError(f"{name}: expected a list, got {value!r}", name)
         (inner,) = typing.get_args(typ)
         return [_build(inner, v, f"{name}[{i}]") if dataclasses.is_dataclass(inner) else _coerce(v, inner, f"{name}[{i}]")
                 for i, v in enumerate(value)]
@@ -352,38 +364,38 @@ def _coerce(value: Any, typ: Any, name: str) -> Any:
         try:
             return typ(value)
         except ValueError:
-            raise ConfigError(f"{name}: {value!r} is not one of {[m.value for m in typ]}") from None
+            raise ConfigError(f"{name}: {value!r} is not one of {[m.value for m in typ]}", name) from None
     if typ is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
-        raise ConfigError(f"{name}: expected true/false, got {value!r}")
+        raise ConfigError(f"{name}: expected true/false, got {value!r}", name)
     if typ is int:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+            raise ConfigError(f"{name}: expected an integer, got {value!r}", name)
         try:
             return int(value)
         except ValueError:
-            raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+            raise ConfigError(f"{name}: expected an integer, got {value!r}", name) from None
     if typ is float:
         if isinstance(value, bool):
-            raise ConfigError(f"{name}: expected a number, got {value!r}")
+            raise ConfigError(f"{name}: expected a number, got {value!r}", name)
         try:
             out = float(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+            raise ConfigError(f"{name}: expected a number, got {value!r}", name) from None
         if not math.isfinite(out):
-            raise ConfigError(f"{name}: must be finite, got {value!r}")
+            raise ConfigError(f"{name}: must be finite, got {value!r}", name)
         return out
     if typ is str:
         return str(value)
-    raise ConfigError(f"{name}: unsupported field type {typ}")
+    raise ConfigError(f"{name}: unsupported field type {typ}", name)
 
 
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{prefix}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{prefix}: expected a mapping, got {type(data).__name__}", prefix)
     hints = get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -392,7 +404,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
         if key not in known:
             close = difflib.get_close_matches(str(key), sorted(known), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(sorted(known))})"
-            raise ConfigError(f"{name}: unknown key{hint}")
+            raise ConfigError(f"{name}: unknown key{hint}", name)
         typ = hints[key]
         if dataclasses.is_dataclass(typ):
             kwargs[key] = _build(typ, value or {}, name)
@@ -435,21 +447,39 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def load_dataclass(cls: type, path: str | Path | None = None, overrides: list[str] | None = None):
-    """Any config dataclass with a ``validate()`` from YAML + ``section.key=value`` overrides."""
+    """Any config dataclass with a ``validate()`` from YAML + ``section.key=value`` overrides.
+
+    An error names where the bad value came from: the command-line override that set it, else the YAML."""
+    overrides = list(overrides or [])
     data: dict = {}
     if path is not None:
         data = _read_yaml(Path(path))
-    data = _merge(data, parse_overrides(overrides or []))
+    data = _merge(data, parse_overrides(overrides))
     try:
         return _build(cls, data, "").validate()
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+        raise ConfigError(_locate(e, path, overrides), e.field) from None
+
+
+def _locate(error: ConfigError, path: str | Path | None, overrides: list[str]) -> str:
+    field = re.sub(r"\[\d+\]", "", error.field or "")
+    for item in reversed(overrides):  # the last override of a key wins, so it is the one to name
+        key = item.removeprefix("--").partition("=")[0]
+        if field and (field == key or field.startswith(key + ".") or key.startswith(field + ".")):
+            return f"command line {item!r}: {error}"
+    where = str(path) if path is not None else "defaults"
+    if overrides:
+        where += " with command-line overrides " + " ".join(repr(o) for o in overrides)
+    return f"{where}: {error}"
 
 
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     base = data.pop("base", None)

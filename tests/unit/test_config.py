@@ -43,7 +43,24 @@ def test_bad_configs_name_the_field(override, message):
     with pytest.raises(ConfigError) as err:
         load_config(MODELS / "tiny.yaml", override)
     assert message in str(err.value)
-    assert "tiny.yaml" in str(err.value)
+    assert str(err.value).startswith("command line '"), "the value came from the command line, not the YAML"
+
+
+def test_errors_name_where_the_value_came_from(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"base: {MODELS / 'tiny.yaml'}\noptim:\n  lr: -1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad, ["train.train_steps=5"])
+    assert str(err.value).startswith(f"{bad} with command-line overrides 'train.train_steps=5': optim.lr: must be > 0")
+    with pytest.raises(ConfigError) as err:  # the override that set the bad value is named, as the user typed it
+        load_config(bad, ["--optim.lr=0", "train.train_steps=5"])
+    assert str(err.value).startswith("command line '--optim.lr=0': optim.lr: must be > 0")
+    with pytest.raises(ConfigError) as err:
+        load_config(MODELS / "tiny.yaml", ["data.sources=[{path: ''}]"])
+    assert str(err.value).startswith("command line \"data.sources=[{path: ''}]\": data.sources[0].path: is empty")
+    (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+        load_config(tmp_path / "broken.yaml")
 
 
 def test_overrides_and_round_trip(tmp_path):
