@@ -63,11 +63,13 @@ class Monitor:
             self.jsonl.flush()
             print(f"[step {step}] {kind}: {message}", flush=True)
 
-    def close(self):
+    def close(self, exit_code: int = 0):
         if self.jsonl:
             self.jsonl.close()
+            self.jsonl = None
         if self.wandb is not None:
-            self.wandb.finish()
+            self.wandb.finish(exit_code=exit_code)
+            self.wandb = None
 
 
 def _json_value(v):

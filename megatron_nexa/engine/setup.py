@@ -3,6 +3,7 @@ ZeRO-3's partitioned init) → AdamW + schedule → DeepSpeed engine. One config
 import os
 import warnings
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -31,8 +32,9 @@ for message in (r"`torch.distributed.(all_gather_into_tensor|reduce_scatter_tens
     warnings.filterwarnings("ignore", message=message)
 
 
-def init_distributed(seed: int) -> None:
-    """DeepSpeed's process group (gloo on CPU, NCCL on GPUs), then megatron's parallel state on it."""
+def init_distributed(seed: int, timeout_s: int = 1800) -> None:
+    """DeepSpeed's process group (gloo on CPU, NCCL on GPUs), then megatron's parallel state on it.
+    ``timeout_s`` bounds every collective, so a rank that died or wedged fails the job rather than hangs it."""
     import deepspeed
 
     from megatron_nexa.engine.distributed import default_to_single_process, init_parallel
@@ -47,14 +49,15 @@ def init_distributed(seed: int) -> None:
         # binds each rank to it; without this every rank of a node would start on GPU 0
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     if not dist.is_initialized():
-        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo",
+                                   timeout=timedelta(seconds=timeout_s))
     init_parallel(seed)
 
 
 def build(cfg: RunConfig, ds_config_path: str) -> Built:
     import deepspeed
 
-    init_distributed(cfg.train.seed)
+    init_distributed(cfg.train.seed, cfg.train.collective_timeout_s)
     ds, cfg = reconcile(load_ds_config(ds_config_path), cfg, dist.get_world_size(), source=str(ds_config_path))
     one_rank = zero_stage(ds) == 3 and dist.get_world_size() == 1
     if one_rank:

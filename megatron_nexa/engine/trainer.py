@@ -3,11 +3,14 @@
 Same code on 2 CPU processes (gloo) and on 16 H100s (NCCL). Per optimiser step: ``accum`` micro-batches
 (forward, named loss terms, backward) then the update; non-finite gradients make DeepSpeed's ZeRO
 optimiser discard the update (``was_step_applied``), after which we lower the LR and, after
-``train.max_bad_steps`` in a row, stop with a clear error. SIGTERM/SIGUSR1 (Slurm pre-emption) save a
-checkpoint and end the run cleanly; the next start resumes from ``latest``.
+``train.max_bad_steps`` in a row, stop with a clear error. SIGTERM/SIGUSR1 (Slurm pre-emption) and a first
+Ctrl-C save a checkpoint and end the run cleanly; the next start resumes from the newest sound checkpoint.
+A rank that fails leaves through ``abort``: it reports and exits at once instead of waiting in a collective.
 """
 import math
+import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +20,12 @@ import torch.distributed as dist
 
 from megatron_nexa.config import RunConfig
 from megatron_nexa.data.batch import Batch
-from megatron_nexa.data.loader import build_dataset, build_loader
+from megatron_nexa.data.loader import build_dataset, build_loader, check_sources, iterate
 from megatron_nexa.engine.checkpoint import Checkpointer
 from megatron_nexa.engine.distributed import all_reduce_host
+from megatron_nexa.engine.ds_config import load_ds_config
 from megatron_nexa.engine.monitor import Monitor, device_peak_tflops, model_flops_per_step
+from megatron_nexa.engine.run_lock import RunLock
 from megatron_nexa.engine.setup import Built, build
 from megatron_nexa.losses import pretraining_terms
 from megatron_nexa.tokens import TokenType
@@ -56,14 +61,27 @@ class State:
     target_hist: list = field(default_factory=list)  # masked m/z targets seen in training (frequency prior)
 
 
+def launcher_rank() -> int:
+    """This process's rank as its launcher set it, before any process group exists."""
+    for var in ("RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"):
+        if var in os.environ:
+            return int(os.environ[var])
+    return 0
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, ds_config: str):
+        check_sources(cfg)  # config errors surface before any process group, lock or run directory exists
+        load_ds_config(ds_config)
+        self.lock = RunLock(cfg.train.run_dir).acquire() if launcher_rank() == 0 else None
+        self.stop_requested = False
+        self._install_signal_handlers()
         self.built: Built = build(cfg, ds_config)
         self.cfg, self.engine = self.built.cfg, self.built.engine
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.run_dir = Path(self.cfg.train.run_dir)
         self.monitor = Monitor(self.cfg, self.run_dir, enabled=self.rank == 0)
-        self.ckpt = Checkpointer(self.run_dir, self.cfg.train.keep_last)
+        self.ckpt = Checkpointer(self.run_dir, self.cfg.train.keep_last, warn=self._warn)
         client = self.ckpt.load(self.engine)
         self.state = State(**client["trainer"]) if client else State(target_hist=[0] * self.cfg.model.mz_bins)
         self.target_hist = torch.tensor(self.state.target_hist, dtype=torch.float64)
@@ -78,7 +96,6 @@ class Trainer:
             self.cfg.save(self.run_dir / "config.yaml")
         self.train_set = build_dataset(self.cfg, self.cfg.data.train_split)
         self.valid_set = build_dataset(self.cfg, self.cfg.data.valid_split)
-        self.stop_requested = False
         self.last_eval: dict | None = None
 
     # --- one step -------------------------------------------------------------------------------------
@@ -110,8 +127,8 @@ class Trainer:
     def train(self) -> State:
         cfg, st = self.cfg, self.state
         accum = self.engine.gradient_accumulation_steps()
-        loader = iter(build_loader(self.train_set, cfg, self.rank, self.world, st.consumed_samples))
-        self._install_signal_handlers()
+        loader = iterate(build_loader(self.train_set, cfg, self.rank, self.world, st.consumed_samples,
+                                      ignore_stop_signals=True))
         window, t_window, last_log = {}, time.perf_counter(), st.step
         while st.step < cfg.train.train_steps:
             losses = []
@@ -137,6 +154,7 @@ class Trainer:
             if stop:
                 self.monitor.event(st.step, "preempted", "signal received: checkpoint saved, exiting")
                 break
+        del loader  # its workers ignore SIGTERM: shut them down now, not at exit (a reference cycle can outlive us)
         if st.step == cfg.train.train_steps:
             if self.last_eval is None or self.last_eval["step"] != st.step:
                 self.evaluate()
@@ -197,7 +215,8 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Masked-peak loss and accuracy on the validation split, beside a frequency-prior baseline."""
         self.engine.eval()
-        loader = iter(build_loader(self.valid_set, self.cfg, self.rank, self.world, 0, train=False))
+        loader = iterate(build_loader(self.valid_set, self.cfg, self.rank, self.world, 0, train=False,
+                                      ignore_stop_signals=True))
         hist = self.target_hist.clone()
         all_reduce_host(hist)
         prior = (hist + 1) / (hist + 1).sum()  # add-one smoothing: the frequency prior over m/z bins
@@ -216,6 +235,7 @@ class Trainer:
                 float(torch.nn.functional.cross_entropy(logits, target, reduction="sum")),
                 float((logits.argmax(-1) == target).sum()), n,
                 float(-torch.log(prior[target.cpu()]).sum()), float((target == mode).sum())], dtype=torch.float64)
+        del loader  # shuts its workers down now (see train)
         all_reduce_host(sums)
         self.engine.train()
         n = max(sums[2].item(), 1)
@@ -236,11 +256,17 @@ class Trainer:
         tag = self.ckpt.save(self.engine, self.state.step, {"trainer": vars(self.state).copy()}, self.cfg)
         self.monitor.event(self.state.step, "checkpoint", str(self.ckpt.dir / tag))
 
+    def _warn(self, message: str) -> None:
+        if dist.get_rank() == 0:
+            self.monitor.event(self.state.step if hasattr(self, "state") else 0, "warning", message)
+
     def _install_signal_handlers(self) -> None:
         def request_stop(signum, frame):
             self.stop_requested = True
+            if signum == signal.SIGINT:  # a second Ctrl-C interrupts at once, without a checkpoint
+                signal.signal(signal.SIGINT, signal.default_int_handler)
 
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
+        for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
             signal.signal(sig, request_stop)
 
     def _stop_agreed(self) -> bool:
@@ -252,3 +278,21 @@ class Trainer:
         self.monitor.close()
         dist.barrier()
         dist.destroy_process_group()
+        if self.lock:
+            self.lock.release()
+
+
+def abort(trainer: "Trainer | None", message: str, code: int) -> int:
+    """Report a failure and leave. Once a process group exists, the process exits at once (``os._exit``): a barrier
+    or a destructor here would wait for ranks stuck in a collective, and the launcher (torchrun, the deepspeed
+    launcher, ``srun --kill-on-bad-exit``) ends those when this one exits non-zero."""
+    rank = dist.get_rank() if dist.is_initialized() else launcher_rank()
+    print(f"pretrain_nexa: rank {rank}: {message}", file=sys.stderr, flush=True)
+    if trainer is not None and hasattr(trainer, "monitor"):
+        trainer.monitor.event(trainer.state.step if hasattr(trainer, "state") else 0, "failed",
+                              message.strip().splitlines()[-1])
+        trainer.monitor.close(exit_code=code)
+    if dist.is_initialized():
+        sys.stdout.flush()
+        os._exit(code)
+    return code

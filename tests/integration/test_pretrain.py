@@ -10,30 +10,17 @@ import time
 import pytest
 
 from tests.conftest import REPO
+from tests.training_runs import ENV, launch, metrics, wait_for_step
 
-ENV = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def launch(massbank, run_dir, *extra, procs=2, port=29500):
-    cmd = ([sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(procs), "--master_port", str(port)]
-           if procs > 1 else [sys.executable])
-    return cmd + ["pretrain_nexa.py", "--ds_config", "ds_configs/zero3_cpu.json", "--config", "configs/test_tiny.yaml",
-                  f"--data.sources=[{{path: {massbank}}}]", f"--train.run_dir={run_dir}", *extra]
-
-
-def metrics(run_dir):
-    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    losses = {}
-    for m in lines:  # a resumed run logs some steps again: the last value of each step counts
-        if "loss" in m:
-            losses[m["step"]] = m["loss"]
-    return losses, [m for m in lines if "event" in m], lines
+# As real runs are: dropout on (resume must restore its RNG exactly), DataLoader worker processes.
+REALISTIC = ("--model.hidden_dropout=0.1", "--model.attention_dropout=0.1", "--data.num_workers=2")
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(massbank, tmp_path_factory):
     run = tmp_path_factory.mktemp("run") / "full"
-    out = subprocess.run(launch(massbank, run, "--train.train_steps=8", "--train.save_interval=2", port=29611),
+    out = subprocess.run(launch(massbank, run, "--train.train_steps=8", "--train.save_interval=2", *REALISTIC,
+                                port=29611),
                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return run, out.stdout
@@ -60,23 +47,19 @@ def test_two_process_zero3_run(uninterrupted):
 
 
 def test_resume_after_sigkill_gives_the_same_losses(massbank, uninterrupted, tmp_path):
+    """kill -9 of the whole job mid-run; the rerun resumes bit-exactly, dropout and DataLoader workers included."""
     full, _, _ = metrics(uninterrupted[0])
     run = tmp_path / "killed"
-    proc = subprocess.Popen(launch(massbank, run, "--train.train_steps=8", "--train.save_interval=2", port=29612),
-                            cwd=REPO, env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline:  # kill -9 once step 5 is logged (after the step-4 checkpoint)
-        if (run / "metrics.jsonl").exists() and any(
-                json.loads(x).get("step", 0) >= 5 for x in (run / "metrics.jsonl").read_text().splitlines()):
-            break
-        time.sleep(0.05)
+    args = ("--train.train_steps=8", "--train.save_interval=2", *REALISTIC)
+    proc = subprocess.Popen(launch(massbank, run, *args, port=29612), cwd=REPO, env=ENV, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_step(run, 5, proc)  # after the step-4 checkpoint
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     partial, _, _ = metrics(run)
     assert max(partial) < 8, "the run finished before it could be killed"
-    out = subprocess.run(launch(massbank, run, "--train.train_steps=8", "--train.save_interval=2", port=29613),
-                         cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(launch(massbank, run, *args, port=29613), cwd=REPO, env=ENV, capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     resumed, events, _ = metrics(run)
     assert any(e["event"] == "resume" for e in events)
@@ -85,21 +68,25 @@ def test_resume_after_sigkill_gives_the_same_losses(massbank, uninterrupted, tmp
         assert resumed[step] == pytest.approx(full[step], rel=1e-6, abs=1e-6), step
 
 
-def test_sigterm_saves_and_exits_cleanly(massbank, tmp_path):
+def test_sigterm_saves_and_exits_cleanly_and_a_second_trainer_is_refused(massbank, tmp_path):
     run = tmp_path / "term"
-    proc = subprocess.Popen(launch(massbank, run, "--train.train_steps=1000", "--train.save_interval=1000",
-                                   "--train.eval_interval=1000", procs=1),
-                            cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not ((run / "metrics.jsonl").exists()
-                                          and (run / "metrics.jsonl").read_text().count('"loss"') >= 3):
-        time.sleep(0.05)
+    args = ("--train.train_steps=1000", "--train.save_interval=1000", "--train.eval_interval=1000",
+            "--data.num_workers=2")
+    proc = subprocess.Popen(launch(massbank, run, *args, procs=1), cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    wait_for_step(run, 3, proc)
+    second = subprocess.run(launch(massbank, run, *args, procs=1), cwd=REPO, env=ENV, capture_output=True, text=True,
+                            timeout=120)
+    assert second.returncode == 2, second.stdout[-3000:] + second.stderr[-3000:]
+    assert f"{run} is in use by another trainer (pid {proc.pid} on " in second.stderr
+    assert "Traceback" not in second.stderr
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out[-3000:]
     _, events, _ = metrics(run)
     assert [e["event"] for e in events][-2:] == ["checkpoint", "preempted"]
     assert events[0]["event"] == "one_rank_fetch"  # one process: DeepSpeed's per-module fetch sync skipped
+    assert sum(e["event"] == "one_rank_fetch" for e in events) == 1, "the refused trainer wrote nothing"
     step = events[-1]["step"]
     assert 3 <= step < 1000
     assert (run / "checkpoints/latest").read_text().strip() == f"step_{step:08d}"
@@ -177,9 +164,8 @@ def test_torchrun_launch(massbank, tmp_path):
     """torchrun, with each layer compiled (``train.compile``, as configs/pretrain_3b.yaml ships) between ZeRO-3's
     real two-rank all-gathers."""
     run = tmp_path / "torchrun"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           *launch(massbank, run, "--train.train_steps=2", "--train.eval_interval=2", "--train.save_interval=2",
-                   "--train.compile=true", procs=1)[1:]]
+    cmd = launch(massbank, run, "--train.train_steps=2", "--train.eval_interval=2", "--train.save_interval=2",
+                 "--train.compile=true", launcher="torchrun", port=29614)
     out = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     losses, _, _ = metrics(run)
