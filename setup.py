@@ -30,7 +30,7 @@ setup(
         "hf": ["transformers>=4.45", "safetensors>=0.4", "huggingface_hub>=0.24"],
         "chem": ["rdkit>=2024.3", "matchms>=0.26"],
         "s3": ["s3fs>=2024.6", "boto3>=1.34", "moto[server]>=5"],
-        "dev": ["pytest>=8", "matplotlib>=3.8"],
+        "dev": ["pytest>=8", "matplotlib>=3.8", "psutil>=5.9"],
     },
     entry_points={
         "console_scripts": [

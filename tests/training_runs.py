@@ -46,4 +46,16 @@ def wait_for_step(run_dir, step: int, proc=None, timeout: float = 240) -> None:
     raise AssertionError(f"step {step} not reached in {timeout} s")
 
 
-__all__ = ["ENV", "REPO", "launch", "metrics", "wait_for_step"]
+def ranks(proc) -> dict:
+    """A launched job's rank processes by LOCAL_RANK (their DataLoader workers, forked from them, are not ranks)."""
+    import psutil
+
+    found = {}
+    for p in psutil.Process(proc.pid).children(recursive=True):
+        local = p.environ().get("LOCAL_RANK")
+        if local is not None and p.parent().environ().get("LOCAL_RANK") is None:
+            found[int(local)] = p
+    return found
+
+
+__all__ = ["ENV", "REPO", "launch", "metrics", "ranks", "wait_for_step"]
