@@ -1,6 +1,7 @@
 """The project's own sbatch script on a real two-"node" Slurm cluster: 2 nodes x 1 CPU task, the tiny
-model on MassBank; both ranks train, a checkpoint is written, and a USR1 (pre-emption / time limit)
-makes the job save, requeue itself and resume from the checkpoint until it finishes."""
+model on MassBank with 2 DataLoader workers a rank (Slurm signals them too); both ranks train, a checkpoint is
+written, and a USR1 (pre-emption / time limit) makes the job save, requeue itself and resume from the checkpoint
+until it finishes."""
 import json
 import subprocess
 import sys
@@ -33,7 +34,7 @@ def test_multinode_sbatch_trains_and_requeues(cluster, massbank, tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(f"base: {REPO / 'configs/test_tiny.yaml'}\ndata:\n  sources:\n    - path: {massbank}\n")
     env = {"CONFIG": str(config), "RUN_DIR": str(run_dir), "PYTHON": sys.executable,
-           "EXTRA_ARGS": "--train.train_steps=60 --train.save_interval=5 --train.eval_interval=1000",
+           "EXTRA_ARGS": "--train.train_steps=60 --train.save_interval=5 --train.eval_interval=1000 --data.num_workers=2",
            "DS_ACCELERATOR": "cpu", "LOG_DIR": str(tmp_path / "logs")}
     job = int(subprocess.run(["bash", "slurm/submit.sh", "cpu_test", "--parsable"], cwd=REPO, check=True,
                              env={**cluster.env, **env}, capture_output=True, text=True).stdout.strip().split(";")[0])
