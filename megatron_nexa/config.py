@@ -247,8 +247,6 @@ class TrainConfig:
     compile: bool = False  # torch.compile each transformer layer (NexaEncoder.compile_layers)
     wandb_mode: WandbMode = WandbMode.OFFLINE
     wandb_project: str = "nexa-spec"
-    # true: start from step 0 although run_dir holds checkpoints (they are moved aside, never deleted)
-    restart: bool = False
     # a collective that waits longer than this fails the job instead of hanging it (a rank died or wedged)
     collective_timeout_s: int = 1800
 
