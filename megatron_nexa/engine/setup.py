@@ -10,7 +10,7 @@ import torch.distributed as dist
 
 from megatron_nexa.compat import deepspeed as ds_compat
 from megatron_nexa.config import RunConfig
-from megatron_nexa.engine.ds_config import bf16_enabled, load_ds_config, reconcile, zero_stage
+from megatron_nexa.engine.ds_config import bf16_enabled, load_ds_config, reconcile, with_leaf_modules, zero_stage
 from megatron_nexa.engine.optim import WarmupCosine, build_optimizer
 from megatron_nexa.model.encoder import NexaEncoder
 from megatron_nexa.model.pretraining import NexaSpecForPretraining
@@ -65,6 +65,7 @@ def build(cfg: RunConfig, ds_config_path: str) -> Built:
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     with deepspeed.zero.Init(config_dict_or_path=ds, enabled=zero_stage(ds) == 3):
         model = NexaSpecForPretraining(cfg.model, NexaEncoder(cfg.model, params_dtype=dtype))
+    ds = with_leaf_modules(ds, model, source=str(ds_config_path))
     if cfg.train.compile:
         model.encoder.compile_layers()
     if dtype == torch.bfloat16 and zero_stage(ds) != 3:

@@ -44,6 +44,8 @@ class NexaTransformerLayer(PositionalHiddenStates, TransformerLayer):
     That needs ``hidden_states`` passed positionally (``PositionalHiddenStates``): without it the hook that releases
     the layer's parameters after its backward pass never runs, and its backward fails on a released parameter."""
 
+    gathered_whole = True
+
     def __init__(self, *args, **kwargs):
         with quiet_unknown_mlp():  # NexaMLP is not megatron's
             super().__init__(*args, **kwargs)
