@@ -18,12 +18,12 @@ from torch import nn
 
 from megatron_nexa.config import FinetuneConfig, Task, to_plain
 from megatron_nexa.convert.from_hf import read_hf
+from megatron_nexa.downstream.heads import FingerprintHead, GaussianHead
+from megatron_nexa.downstream.metrics import (MIN_CALIBRATION_ROWS, cosine_rows, regression, regression_rows,
+                                             regression_summary, std_scale, tanimoto_rows)
+from megatron_nexa.downstream.retrieval import embedding_similarity, first_hits, hit_rates
 from megatron_nexa.engine.optim import warmup_cosine
-from megatron_nexa.eval.metrics import (MIN_CALIBRATION_ROWS, cosine_rows, regression, regression_rows,
-                                       regression_summary, std_scale, tanimoto_rows)
-from megatron_nexa.eval.retrieval import embedding_similarity, first_hits, hit_rates
 from megatron_nexa.finetune.data import batch_tensors, contrastive_batches, load_split
-from megatron_nexa.finetune.heads import FingerprintHead, GaussianHead
 from megatron_nexa.losses import info_nce
 from megatron_nexa.model.heads import ContrastiveHead
 
