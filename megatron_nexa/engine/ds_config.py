@@ -64,8 +64,8 @@ def fill_batch_settings(ds: dict, wanted: dict[str, tuple[float, str]], dp_size:
     ds.setdefault("steps_per_print", 10**9)  # we log ourselves
     ds.setdefault("wall_clock_breakdown", False)
     # DeepSpeed's throughput timer is on and device-synchronising by default: a full device sync at every
-    # forward start and every step end (seen in an H100 trace, benchmarks/RESULTS.md §8), which starves the
-    # GPU while the host refills the queue. The trainer times steps itself.
+    # forward start and every step end (seen in an H100 trace), which starves the GPU while the host refills
+    # the queue. The trainer times steps itself.
     ds.setdefault("timers", {"throughput": {"enabled": False}})
     return ds
 
