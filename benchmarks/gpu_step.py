@@ -189,7 +189,7 @@ def build_plain(cfg, variant: Variant):
 
 
 def build_engine(cfg, ds_path, variant: Variant):
-    from megatron_nexa.engine import one_rank_fetch
+    from megatron_nexa.compat.deepspeed import OneRankFetch as one_rank_fetch
     from megatron_nexa.engine.setup import build, destroy
     from megatron_nexa.losses import pretraining_terms
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from megatron_nexa.data.pairs import draw_partner  # noqa: E402
 from megatron_nexa.data.source import SpectraSource  # noqa: E402
 from megatron_nexa.data.tokenize import pair_row, single_row, stack_rows  # noqa: E402
-from megatron_nexa.eval.features import spectra  # noqa: E402
+from megatron_nexa.downstream.features import spectra  # noqa: E402
 
 
 def heldout_pairs(source: SpectraSource, max_pairs: int, margin: float, seed: int) -> list[tuple[int, int, float]]:

@@ -1,7 +1,7 @@
 """The 3B → 7B plan as numbers: tokens, steps, FLOPs, per-GPU memory under ZeRO-1/2/3, days to train.
 
 Memory per GPU follows what DeepSpeed 0.19 allocates (bf16, AdamW), in two phases, the larger of which is
-the peak (benchmarks/RESULTS.md §22 checks it against every peak measured on an H100):
+the peak (``benchmarks/plan_memory.py`` checks it against every peak measured on an H100):
 - forward/backward, at the start of the backward where activations peak: bf16 parameters (2 B/param),
   the optimiser (12 B/param: fp32 master weights and Adam's two moments), the reduce buckets and, under
   ZeRO-3, its bf16 gradient partition (allocated at start-up) and the parameters gathered in flight;
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from megatron_nexa.config import AttentionBackend, MaskingConfig, ModelConfig, Recompute
+from megatron_nexa.model.flops import forward_flops
 from megatron_nexa.plan import count_parameters, layer_parameters_formula
 
 GiB = 2**30
@@ -94,12 +95,6 @@ class Cluster:
     @property
     def global_batch(self) -> int:
         return self.gpus * self.micro_batch * self.grad_accum
-
-
-def forward_flops(cfg: ModelConfig, rows: int, seq: int) -> float:
-    """Per forward pass: 2·b·s·(4h² + 2h·ffn) + 4·b·s²·h per layer (the GPU issue's count)."""
-    h, f = cfg.hidden_size, cfg.ffn_hidden_size
-    return cfg.num_layers * (2 * rows * seq * (4 * h * h + 2 * h * f) + 4 * rows * seq * seq * h)
 
 
 def layer_activation_bytes(cfg: ModelConfig, micro_batch: int, seq: int) -> float:

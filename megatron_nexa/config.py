@@ -80,12 +80,13 @@ class ModelConfig:
     layernorm_epsilon: float = 1e-5
     init_method_std: float = 0.02
     # Biases in each layer's four linears (false: Megatron-LM's --disable-bias-linear). Without them a layer has 8
-    # parameter tensors, not 12, and ZeRO-3's per-parameter host work per layer falls (benchmarks/RESULTS.md §18).
+    # parameter tensors, not 12, and ZeRO-3's per-parameter host work per layer falls. Kept on by
+    # default: docs/decisions/0008-linear-bias-kept.md.
     linear_bias: bool = True
-    attention_backend: AttentionBackend = AttentionBackend.SDPA
-    recompute: Recompute = Recompute.NONE
+    attention_backend: AttentionBackend = AttentionBackend.SDPA  # docs/decisions/0001-sdpa-core-attention.md
+    recompute: Recompute = Recompute.NONE  # docs/decisions/0005-no-activation-recompute-by-default.md
     # The MLP's GELU re-run in the backward instead of its output saved: 8·s·b·h bytes a layer less, a quarter of the
-    # layer's activations, for one elementwise pass (benchmarks/RESULTS.md §26). Local layer spec only.
+    # layer's activations, for one elementwise pass (docs/decisions/0004-recomputed-gelu.md). Local layer spec only.
     recompute_gelu: bool = True
 
     def validate(self, prefix: str = "model") -> None:
@@ -184,7 +185,7 @@ class LossConfig:
     contrastive: float = 0.0
     contrastive_temperature: float = 0.1
     # not in the card: [CLS] predicts the row's whole binned spectrum through the masked-peak m/z classifier,
-    # so that [CLS] must keep which peaks the spectrum has (README: "Evaluation")
+    # so that [CLS] must keep which peaks the spectrum has (docs/decisions/0006-cls-spectrum-term.md)
     cls_spectrum: float = 0.0
 
     def validate(self, prefix: str = "loss") -> None:

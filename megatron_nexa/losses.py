@@ -9,7 +9,7 @@ IGNORE = -100  # target value for an m/z outside the binned range: excluded from
 
 def _accuracy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Fraction of the non-ignored targets predicted right, 0 if all are ignored. Written without a boolean
-    index or ``.any()``: each would make the host wait for the GPU every step (RESULTS.md §8)."""
+    index or ``.any()``: each would make the host wait for the GPU every step."""
     keep = target != IGNORE
     hit = (logits.argmax(-1) == target) & keep
     return (hit.sum() / keep.sum().clamp_min(1)).float().detach()

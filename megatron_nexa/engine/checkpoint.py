@@ -8,7 +8,8 @@ save leaves the previous checkpoint whole.
 A run resumes from the newest complete checkpoint whose files all have their recorded sizes, whatever
 ``latest`` says (it is kept for DeepSpeed's own tools): a missing ``latest`` never restarts a run from step 1,
 and a truncated newest checkpoint is moved to ``checkpoints/rejected/`` with a warning naming the file, and
-the one before it is used. If no complete checkpoint passes, the run refuses to start rather than overwrite them.
+the one before it is used. If no complete checkpoint passes, the run refuses to start rather than overwrite them
+(docs/decisions/0009-resume-from-newest-sound-checkpoint.md).
 Only the newest ``keep_last`` complete checkpoints are kept.
 DeepSpeed does not save the torch RNG state; we do, per rank (tensors only, loaded with weights_only).
 """

@@ -7,7 +7,7 @@ import torch.distributed as dist
 from megatron.core import parallel_state
 from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
-from megatron_nexa.model.cpu_compat import apply_cpu_shims
+from megatron_nexa.compat.megatron import apply_cpu_shims
 
 
 def _free_port() -> int:

@@ -5,8 +5,10 @@ or absent, and a different number is an error naming both values. The optimiser 
 built from ``optim.*`` (weight-decay groups, the card's cosine), so the JSON must not define them.
 An ``activation_checkpointing`` section turns megatron-core's recompute on (``model.recompute``, full by
 default): megatron's own recompute is the simplest correct path under ZeRO-3 (platform notes).
+ZeRO-3 leaf modules ``"auto"`` are the model's own (``with_leaf_modules``).
 """
 import copy
+import importlib
 import json
 from pathlib import Path
 
@@ -62,8 +64,8 @@ def fill_batch_settings(ds: dict, wanted: dict[str, tuple[float, str]], dp_size:
     ds.setdefault("steps_per_print", 10**9)  # we log ourselves
     ds.setdefault("wall_clock_breakdown", False)
     # DeepSpeed's throughput timer is on and device-synchronising by default: a full device sync at every
-    # forward start and every step end (seen in an H100 trace, benchmarks/RESULTS.md §8), which starves the
-    # GPU while the host refills the queue. The trainer times steps itself.
+    # forward start and every step end (seen in an H100 trace), which starves the GPU while the host refills
+    # the queue. The trainer times steps itself.
     ds.setdefault("timers", {"throughput": {"enabled": False}})
     return ds
 
@@ -74,3 +76,47 @@ def zero_stage(ds: dict) -> int:
 
 def bf16_enabled(ds: dict) -> bool:
     return bool(ds.get("bf16", {}).get("enabled", False))
+
+
+def with_leaf_modules(ds: dict, model, source: str = "ds_config") -> dict:
+    """``zero_optimization.leaf_module.classes`` (the modules ZeRO-3 gathers whole) named from the classes
+    themselves. ``"auto"``: the class of every module of ``model`` that declares ``gathered_whole`` (each
+    transformer layer, each head). A list is kept, each name checked: DeepSpeed matches a name against each
+    module's class, by defining module and qualified name or by bare name, and after a rename silently matches
+    nothing. Without the key, DeepSpeed's defaults stand."""
+    leaf = ds.get("zero_optimization", {}).get("leaf_module") or {}
+    if "classes" not in leaf:
+        return ds
+    ds = copy.deepcopy(ds)
+    leaf = ds["zero_optimization"]["leaf_module"]
+    if leaf["classes"] in ("auto", ["auto"]):
+        declared = {type(m): None for m in model.modules() if getattr(type(m), "gathered_whole", False)}
+        leaf["classes"] = [f"{c.__module__}.{c.__qualname__}" for c in declared]
+        return ds
+    present = {type(m).__name__ for m in model.modules()}
+    for name in [leaf["classes"]] if isinstance(leaf["classes"], str) else leaf["classes"]:
+        problem = _not_a_class(name) if "." in name else (None if name in present else "no module of the model")
+        if problem:
+            raise ConfigError(f"{source}: zero_optimization.leaf_module.classes names {name!r}, which is {problem}; "
+                              "DeepSpeed would match nothing. Name the class by its full path, or use \"auto\"")
+    return ds
+
+
+def _not_a_class(path: str) -> str | None:
+    """Why ``path`` (``package.module.Class``) does not name a class where it is defined, or None if it does."""
+    parts = path.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return f"not found in {'.'.join(parts[:cut])}"
+        if not isinstance(obj, type):
+            return "not a class"
+        defined = f"{obj.__module__}.{obj.__qualname__}"
+        return None if defined == path else f"defined as {defined}"
+    return f"not importable (no module {parts[0]!r})"

@@ -4,8 +4,8 @@ import math
 import time
 from pathlib import Path
 
-from megatron_nexa.cluster_plan import forward_flops
 from megatron_nexa.config import RunConfig, WandbMode
+from megatron_nexa.model.flops import forward_flops
 
 # Dense bf16 peak per device (TFLOP/s), for the MFU estimate when train.peak_tflops is not given.
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "H800": 989.0, "A100": 312.0, "L40S": 362.0, "B200": 2250.0}

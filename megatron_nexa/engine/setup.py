@@ -8,9 +8,9 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from megatron_nexa.compat import deepspeed as ds_compat
 from megatron_nexa.config import RunConfig
-from megatron_nexa.engine import one_rank_fetch
-from megatron_nexa.engine.ds_config import bf16_enabled, load_ds_config, reconcile, zero_stage
+from megatron_nexa.engine.ds_config import bf16_enabled, load_ds_config, reconcile, with_leaf_modules, zero_stage
 from megatron_nexa.engine.optim import WarmupCosine, build_optimizer
 from megatron_nexa.model.encoder import NexaEncoder
 from megatron_nexa.model.pretraining import NexaSpecForPretraining
@@ -23,7 +23,7 @@ class Built:
     scheduler: WarmupCosine
     device: torch.device
     ds_config: dict
-    one_rank_fetch: bool = False  # ZeRO-3 on one rank, fetching without DeepSpeed's host sync (one_rank_fetch.py)
+    one_rank_fetch: bool = False  # ZeRO-3 on one rank, fetching without DeepSpeed's host sync (compat.deepspeed)
 
 
 # Known, harmless warnings from inside DeepSpeed / megatron-core that would flood every rank's log.
@@ -41,8 +41,7 @@ def init_distributed(seed: int, timeout_s: int = 1800) -> None:
 
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
-        # the shared-memory comm extension would be JIT-compiled (30-80 s) on first init; gloo is enough
-        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+        ds_compat.skip_shm_comm_build()
     default_to_single_process()
     if torch.cuda.is_available():
         # before any CUDA allocation: megatron initialises weights on the *current* device, and NCCL
@@ -61,11 +60,12 @@ def build(cfg: RunConfig, ds_config_path: str) -> Built:
     ds, cfg = reconcile(load_ds_config(ds_config_path), cfg, dist.get_world_size(), source=str(ds_config_path))
     one_rank = zero_stage(ds) == 3 and dist.get_world_size() == 1
     if one_rank:
-        one_rank_fetch.install()  # DeepSpeed's one-rank fetch drains the GPU per module (one_rank_fetch.py)
+        ds_compat.OneRankFetch.install()  # DeepSpeed's one-rank fetch drains the GPU per module
     dtype = torch.bfloat16 if bf16_enabled(ds) else torch.float32
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     with deepspeed.zero.Init(config_dict_or_path=ds, enabled=zero_stage(ds) == 3):
         model = NexaSpecForPretraining(cfg.model, NexaEncoder(cfg.model, params_dtype=dtype))
+    ds = with_leaf_modules(ds, model, source=str(ds_config_path))
     if cfg.train.compile:
         model.encoder.compile_layers()
     if dtype == torch.bfloat16 and zero_stage(ds) != 3:
@@ -79,18 +79,9 @@ def build(cfg: RunConfig, ds_config_path: str) -> Built:
 
 
 def destroy(engine) -> None:
-    """``engine.destroy()``, and what it leaves behind. DeepSpeed 0.19's ZeRO-3 keeps each engine alive after
-    ``destroy()``, with its optimiser state (GiBs at the 3B width), through two module-level references: the
-    model stays on ``parameter_offload.FWD_MODULE_STACK``, pushed at set-up and never popped, and the parameter
-    coordinator's ``lru_cache`` of which parameters to release is keyed on the engine's modules. Both go here,
-    so that a process can build engine after engine (benchmarks, sweeps, notebooks) without running out."""
-    from deepspeed.runtime.zero import parameter_offload, partitioned_param_coordinator
-
+    """``engine.destroy()``, and the references to it that DeepSpeed's ZeRO-3 keeps in module globals
+    (``compat.deepspeed.release_zero3_references``), so that a process can build engine after engine
+    (benchmarks, sweeps, notebooks) without running out of memory."""
     module = engine.module
     engine.destroy()
-    parameter_offload.FWD_MODULE_STACK[:] = [m for m in parameter_offload.FWD_MODULE_STACK if m is not module]
-    coordinator = partitioned_param_coordinator.PartitionedParameterCoordinator
-    for fn in vars(coordinator).values():  # the lru_cache sits inside DeepSpeed's NVTX wrapper
-        for cell in getattr(fn, "__closure__", None) or ():
-            if hasattr(cell.cell_contents, "cache_clear"):
-                cell.cell_contents.cache_clear()
+    ds_compat.release_zero3_references(module)

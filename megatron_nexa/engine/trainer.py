@@ -90,7 +90,7 @@ class Trainer:
                                                           f"({self.state.consumed_samples:,} samples consumed)")
         if self.built.one_rank_fetch:
             self.monitor.event(self.state.step, "one_rank_fetch", "ZeRO-3 on one rank: parameters fetched without "
-                               "DeepSpeed's host sync per module (engine/one_rank_fetch.py)")
+                               "DeepSpeed's host sync per module (compat/deepspeed.py)")
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.cfg.save(self.run_dir / "config.yaml")

@@ -1,1 +1,2 @@
-"""Evaluation of the pretrained encoder against the baselines practitioners use."""
+"""``nexa-eval``: the pretrained encoder against the baselines practitioners use, on frozen features. The heads,
+targets and metrics are ``downstream/``'s, shared with ``finetune/``."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from megatron_nexa.eval.metrics import paired_bootstrap
+from megatron_nexa.downstream.metrics import paired_bootstrap, verdict
 
 PER_ROW = ("fingerprint_tanimoto", "rt_abs_error", "candidate_hit@1")  # per test row, from the heads
 PRETRAINED = {"pretrained encoder": "random-init encoder", "pretrained, mean of peaks": "random-init, mean of peaks"}
@@ -51,13 +51,6 @@ def compare(rows: dict[str, dict[str, np.ndarray]], retrieval_hit1: dict[str, np
                 out.append({"model": model, "baseline": baseline, "metric": metric.label, "difference": diff,
                             "ci95": [low, high], "rows": int(np.shape(a)[-1]), "verdict": verdict(metric.higher_is_better, low, high)})
     return out
-
-
-def verdict(higher_is_better: bool, low: float, high: float) -> str:
-    """"better" / "worse" when the whole interval of (model - baseline) is on one side of zero."""
-    if low <= 0 <= high:
-        return "within noise"
-    return "better" if (low > 0) == higher_is_better else "worse"
 
 
 def render_comparisons(records: list[dict]) -> str:

@@ -14,14 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from megatron_nexa.data.source import SpectraSource
+from megatron_nexa.downstream.candidates import build_library, candidate_sets, hits, rank_candidates
+from megatron_nexa.downstream.features import binned, spectra, subset, subset_groups
+from megatron_nexa.downstream.fit import fit
+from megatron_nexa.downstream.heads import FingerprintHead, GaussianHead
+from megatron_nexa.downstream.metrics import MIN_CALIBRATION_ROWS, cosine_rows, regression_rows, std_scale, tanimoto_rows
+from megatron_nexa.downstream.retrieval import embedding_similarity, first_hits, hit_rates, matchms_similarity
+from megatron_nexa.downstream.targets import RTScaler, morgan_fingerprints
 from megatron_nexa.eval.compare import PER_ROW, compare, render_comparisons
-from megatron_nexa.eval.features import binned, spectra, subset, subset_groups
-from megatron_nexa.eval.metrics import MIN_CALIBRATION_ROWS, cosine_rows, regression_rows, std_scale, tanimoto_rows
-from megatron_nexa.eval.retrieval import embedding_similarity, first_hits, hit_rates, matchms_similarity
-from megatron_nexa.finetune.candidates import build_library, candidate_sets, hits, rank_candidates
-from megatron_nexa.finetune.fit import fit
-from megatron_nexa.finetune.heads import FingerprintHead, GaussianHead
-from megatron_nexa.finetune.targets import RTScaler, morgan_fingerprints
 from megatron_nexa.inference import Pooling, embed_pooled, load_model
 
 

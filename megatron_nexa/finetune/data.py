@@ -13,8 +13,8 @@ import torch
 from megatron_nexa.config import FinetuneConfig, Task
 from megatron_nexa.data.source import SpectraSource
 from megatron_nexa.data.tokenize import single_row, stack_rows
-from megatron_nexa.eval.features import spectra, subset
-from megatron_nexa.finetune.targets import RTScaler, morgan_fingerprints, synthetic_ccs
+from megatron_nexa.downstream.features import spectra, subset
+from megatron_nexa.downstream.targets import RTScaler, morgan_fingerprints, synthetic_ccs
 
 DATA_SEED = 0
 

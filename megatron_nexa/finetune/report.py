@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from megatron_nexa.eval.compare import verdict
-from megatron_nexa.eval.metrics import paired_bootstrap
+from megatron_nexa.downstream.metrics import paired_bootstrap, verdict
 
 METRICS = {"fingerprint": ("fingerprint_tanimoto", "fingerprint_cosine"), "rt": ("mae", "coverage_68", "coverage_95"),
            "ccs": ("mae", "coverage_68", "coverage_95"), "contrastive": ("hit@1", "hit@5", "hit@20")}

@@ -18,12 +18,12 @@ from torch import nn
 
 from megatron_nexa.config import FinetuneConfig, Task, to_plain
 from megatron_nexa.convert.from_hf import read_hf
+from megatron_nexa.downstream.heads import FingerprintHead, GaussianHead
+from megatron_nexa.downstream.metrics import (MIN_CALIBRATION_ROWS, cosine_rows, regression, regression_rows,
+                                             regression_summary, std_scale, tanimoto_rows)
+from megatron_nexa.downstream.retrieval import embedding_similarity, first_hits, hit_rates
 from megatron_nexa.engine.optim import warmup_cosine
-from megatron_nexa.eval.metrics import (MIN_CALIBRATION_ROWS, cosine_rows, regression, regression_rows,
-                                       regression_summary, std_scale, tanimoto_rows)
-from megatron_nexa.eval.retrieval import embedding_similarity, first_hits, hit_rates
 from megatron_nexa.finetune.data import batch_tensors, contrastive_batches, load_split
-from megatron_nexa.finetune.heads import FingerprintHead, GaussianHead
 from megatron_nexa.losses import info_nce
 from megatron_nexa.model.heads import ContrastiveHead
 
@@ -66,9 +66,10 @@ def build_model(cfg: FinetuneConfig, groups: int) -> TaskModel:
     return TaskModel(encoder, head, cfg.task)
 
 
-def _ds_config(path: str, cfg: FinetuneConfig, world: int) -> dict:
-    """The DeepSpeed JSON with the fine-tuning batch filled in (no accumulation, clipping at 1.0)."""
-    from megatron_nexa.engine.ds_config import fill_batch_settings, load_ds_config
+def _ds_config(path: str, cfg: FinetuneConfig, world: int, model: nn.Module) -> dict:
+    """The DeepSpeed JSON with the fine-tuning batch filled in (no accumulation, clipping at 1.0), and the
+    model's own ZeRO-3 leaf modules where it says "auto"."""
+    from megatron_nexa.engine.ds_config import fill_batch_settings, load_ds_config, with_leaf_modules
 
     ds = fill_batch_settings(load_ds_config(path), {
         "train_micro_batch_size_per_gpu": (cfg.micro_batch_size, "micro_batch_size"),
@@ -76,7 +77,7 @@ def _ds_config(path: str, cfg: FinetuneConfig, world: int) -> dict:
         "train_batch_size": (cfg.micro_batch_size * world, "micro_batch_size x data-parallel size"),
         "gradient_clipping": (1.0, "nexa-finetune's clipping")}, world, source=path)
     ds.pop("activation_checkpointing", None)  # recompute is a pretraining setting
-    return ds
+    return with_leaf_modules(ds, model, source=path)
 
 
 class Finetuner:
@@ -94,7 +95,7 @@ class Finetuner:
         torch.manual_seed(cfg.seed)
         model = build_model(cfg, groups=len(self.scaler.index) if self.scaler else 0)
         self.max_peaks = model.encoder.cfg.max_peaks
-        ds = _ds_config(ds_config, cfg, dist.get_world_size())
+        ds = _ds_config(ds_config, cfg, dist.get_world_size(), model)
         if ds.get("bf16", {}).get("enabled"):
             model = model.to(torch.bfloat16)
         head = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]

@@ -1,4 +1,8 @@
-"""Pretraining heads (model card §4): masked peak, retention order, contrastive projection."""
+"""Pretraining heads (model card §4): masked peak, retention order, contrastive projection.
+
+Each is ``gathered_whole``: a parameter-sharding engine fetches its parameters in one go, as one ZeRO-3 leaf
+module (docs/decisions/0002-layer-sized-leaf-modules.md); the engine reads the flag, the model only declares it.
+"""
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,6 +20,8 @@ def _init(module: nn.Module, std: float) -> None:
 class MaskedPeakHead(nn.Module):
     """Hidden state of a ``[MASK]`` token → logits over m/z bins and over intensity bins."""
 
+    gathered_whole = True
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.transform = nn.Sequential(nn.Linear(cfg.hidden_size, cfg.hidden_size), nn.GELU(),
@@ -32,6 +38,8 @@ class MaskedPeakHead(nn.Module):
 class RetentionOrderHead(nn.Module):
     """``[CLS]`` of a ``[SEP]``-joined pair → logit of "A elutes before B"."""
 
+    gathered_whole = True
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(cfg.hidden_size, cfg.hidden_size), nn.Tanh(),
@@ -44,6 +52,8 @@ class RetentionOrderHead(nn.Module):
 
 class ContrastiveHead(nn.Module):
     """``[CLS]`` → unit-norm projection for InfoNCE (SimCLR-style MLP projector)."""
+
+    gathered_whole = True
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()

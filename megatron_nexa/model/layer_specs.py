@@ -7,7 +7,6 @@ LayerNorm+Linear modules replace the local linears; ``canonical_state_dict`` map
 their parameter names back to the local ones so checkpoints stay interchangeable.
 """
 import importlib.util
-import logging
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +22,8 @@ from megatron.core.transformer.spec_utils import ModuleSpec
 from megatron.core.transformer.torch_norm import WrappedTorchNorm
 from megatron.core.transformer.transformer_layer import TransformerLayer, TransformerLayerSubmodules
 
+from megatron_nexa.compat import torch as torch_compat
+from megatron_nexa.compat.megatron import OwnProductAtTP1, PositionalHiddenStates, quiet_unknown_mlp
 from megatron_nexa.config import AttentionBackend, ModelConfig
 from megatron_nexa.model.core_attention import SDPAttention
 
@@ -37,40 +38,17 @@ _TE_TO_LOCAL = {
 }
 
 
-class _DropMessage(logging.Filter):
-    def __init__(self, prefix: str):
-        super().__init__()
-        self.prefix = prefix
+class NexaTransformerLayer(PositionalHiddenStates, TransformerLayer):
+    """megatron-core's layer, gathered whole by a parameter-sharding engine (a ZeRO-3 leaf module): one gather and
+    one set of hooks per layer instead of one per attention and MLP (docs/decisions/0002-layer-sized-leaf-modules.md).
+    That needs ``hidden_states`` passed positionally (``PositionalHiddenStates``): without it the hook that releases
+    the layer's parameters after its backward pass never runs, and its backward fails on a released parameter."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.prefix)
-
-
-class NexaTransformerLayer(TransformerLayer):
-    """megatron-core's layer, with ``hidden_states`` passed on positionally.
-
-    ``TransformerBlock`` calls each layer with keyword arguments only, and DeepSpeed ZeRO-3's module hooks
-    see positional inputs only: with no input to attach to, the hook that releases a ZeRO-3 leaf module's
-    parameters after its backward pass never runs, and the whole layer cannot be a leaf (its backward
-    fails on a released, size-0 parameter). Passed positionally, the layer is one leaf: one gather and one
-    set of hooks per layer instead of one per attention and MLP.
-    """
+    gathered_whole = True
 
     def __init__(self, *args, **kwargs):
-        # megatron-core 0.16.1 logs "Unknown MLP type" for any MLP class but its own, then builds it with the
-        # default tensor-parallel group, the one it would have passed: for NexaMLP, once per layer, nothing to say.
-        logger = logging.getLogger(TransformerLayer.__module__)
-        unknown_mlp = _DropMessage("Unknown MLP type")
-        logger.addFilter(unknown_mlp)
-        try:
+        with quiet_unknown_mlp():  # NexaMLP is not megatron's
             super().__init__(*args, **kwargs)
-        finally:
-            logger.removeFilter(unknown_mlp)
-
-    def __call__(self, *args, **kwargs):
-        if not args and "hidden_states" in kwargs:
-            args = (kwargs.pop("hidden_states"),)
-        return super().__call__(*args, **kwargs)
 
 
 class LinearKeepingWeight(torch.autograd.Function):
@@ -81,15 +59,14 @@ class LinearKeepingWeight(torch.autograd.Function):
     pass (DeepSpeed ZeRO-3 releasing a gathered weight), the gathered copy stays alive until the backward pass:
     every layer's full weights at once, which is what ZeRO-3 is there to avoid. Saving the Parameter, as
     megatron-core's and DeepSpeed's own linear Functions do, lets it go; the backward reads whatever the engine
-    has gathered by then. The product is ``torch._C._nn.linear``, torch's kernel under any wrapper that
-    replaced ``F.linear`` (DeepSpeed's ZeRO-3 ``memory_efficient_linear`` does, process-wide, and its version
-    adds the bias in a second kernel)."""
+    has gathered by then. The product is torch's kernel itself (``compat.torch.linear``), under any wrapper that
+    replaced ``F.linear``."""
 
     @staticmethod
     def forward(ctx, input, weight, bias):
         ctx.save_for_backward(input, weight)
         ctx.has_bias = bias is not None
-        return torch._C._nn.linear(input, weight, bias)
+        return torch_compat.linear(input, weight, bias)
 
     @staticmethod
     def backward(ctx, grad):
@@ -104,8 +81,9 @@ class LinearKeepingWeight(torch.autograd.Function):
 @torch.library.custom_op("nexa::gelu_weight_grad", mutates_args=())
 def gelu_weight_grad(grad_2d: torch.Tensor, pre_2d: torch.Tensor) -> torch.Tensor:
     """``grad_2dᵀ · gelu(pre_2d)``, the GELU re-run inside. One opaque op taking the gradient, so that under
-    ``torch.compile`` the GELU stays in the backward: AOTAutograd's partitioner may merge a GELU of the forward's
-    values with the forward's own and save its output, since a matmul of the backward reads it (it did, §26)."""
+    ``torch.compile`` the GELU stays in the backward: AOTAutograd's partitioner may otherwise merge a GELU of the
+    forward's values with the forward's own and save its output, since a matmul of the backward reads it
+    (docs/decisions/0004-recomputed-gelu.md)."""
     return grad_2d.t().matmul(F.gelu(pre_2d))
 
 
@@ -117,14 +95,14 @@ def _(grad_2d, pre_2d):
 class GeluLinear(torch.autograd.Function):
     """``linear(gelu(x))`` that saves the GELU's input ``x``, not its output: the product's backward needs the GELU's
     output for the weight's gradient, the GELU's backward needs ``x``, and saving both is 16·s·b·h bytes a layer of the
-    34 autograd kept (benchmarks/RESULTS.md §26). The backward recomputes the GELU (``gelu_weight_grad``), one
-    elementwise pass over the MLP's widest tensor; the weight is kept as the Parameter, as in ``LinearKeepingWeight``."""
+    34 autograd kept (docs/decisions/0004-recomputed-gelu.md). The backward recomputes the GELU (``gelu_weight_grad``),
+    one elementwise pass over the MLP's widest tensor; the weight is kept as the Parameter, as in ``LinearKeepingWeight``."""
 
     @staticmethod
     def forward(ctx, pre, weight, bias):
         ctx.save_for_backward(pre, weight)
         ctx.has_bias = bias is not None
-        return torch._C._nn.linear(F.gelu(pre), weight, bias)
+        return torch_compat.linear(F.gelu(pre), weight, bias)
 
     @staticmethod
     def backward(ctx, grad):
@@ -147,53 +125,29 @@ def linear(input, weight, bias=None):
     follow, torch's kernel where none will (inference) or where autocast must see the op (``_own_backward``)."""
     if _own_backward(input):
         return LinearKeepingWeight.apply(input, weight, bias)
-    return torch._C._nn.linear(input, weight, bias)
+    return torch_compat.linear(input, weight, bias)
 
 
-class _PlainMatmulAtTP1:
-    """At tensor-parallel size 1 megatron-core's linears still run their product through
-    ``LinearWithGradAccumulationAndAsyncCommunication``, a Python autograd Function that checks for
-    communication, fused accumulation and deferred gradients in every layer of every step. ``linear`` above is
-    the same product with the least Python we found that keeps ZeRO-3's memory promise
-    (``benchmarks/host_time.py``), and the host is what bounds the step at the pilot's micro-batches
-    (benchmarks/RESULTS.md §8). Any other setting (TP > 1, sequence parallel, fused gradient accumulation,
-    deferred weight gradients) keeps megatron's path."""
-
-    _MEGATRON_ONLY = ("gradient_accumulation_fusion", "allreduce_dgrad", "sequence_parallel", "grad_output_buffer")
+class NexaColumnParallelLinear(OwnProductAtTP1, ColumnParallelLinear):
+    """At TP = 1, ``linear`` instead of megatron's product (``OwnProductAtTP1``): the same product with the least
+    Python we found that keeps ZeRO-3's memory promise, since the host bounds the step at the pilot's micro-batches
+    (``benchmarks/host_time.py``). Also without megatron's "copy to the tensor-parallel region", an identity that is
+    one more Python autograd Function per call (``disable_grad_reduce``: there is no other rank to reduce with)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._tp_size = 1 if self.tp_group is None else self.tp_group.size()
-
-    def _plain_product(self, args: tuple, kwargs: dict) -> bool:
-        return self._tp_size == 1 and not args and not any(kwargs.get(k) for k in self._MEGATRON_ONLY)
-
-    def _forward_impl(self, input, weight, *args, **kwargs):
-        if self._plain_product(args, kwargs):
-            return linear(input, weight, kwargs.get("bias"))
-        return super()._forward_impl(input, weight, *args, **kwargs)
-
-
-class NexaColumnParallelLinear(_PlainMatmulAtTP1, ColumnParallelLinear):
-    """At TP = 1 also without megatron's "copy to the tensor-parallel region", an identity that is one more
-    Python autograd Function per call (``disable_grad_reduce``: there is no other rank to reduce with)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self._tp_size == 1:
+        if self.tp_size == 1:
             self.disable_grad_reduce = True
 
+    def own_product(self, input, weight, bias):
+        return linear(input, weight, bias)
 
-class NexaRowParallelLinear(_PlainMatmulAtTP1, RowParallelLinear):
-    """Also: megatron-core 0.16.1's ``RowParallelLinear.forward`` hands ``tp_group=None`` to its product, which
-    looks the group up again and, on rank 0, issues a DeprecationWarning, on every call: Python work in every
-    step, and under ``torch.compile`` a graph break inside a context manager that sent the whole linear
-    (``linear_proj``, ``linear_fc2``) back to eager. On megatron's path it gets the layer's own group."""
 
-    def _forward_impl(self, input, weight, *args, **kwargs):
-        if kwargs.get("tp_group") is None:
-            kwargs["tp_group"] = self.tp_group
-        return super()._forward_impl(input, weight, *args, **kwargs)
+class NexaRowParallelLinear(OwnProductAtTP1, RowParallelLinear):
+    """At TP = 1, ``linear`` instead of megatron's product, as ``NexaColumnParallelLinear``."""
+
+    def own_product(self, input, weight, bias):
+        return linear(input, weight, bias)
 
 
 class NexaGeluRowParallelLinear(NexaRowParallelLinear):
@@ -205,10 +159,13 @@ class NexaGeluRowParallelLinear(NexaRowParallelLinear):
         super().__init__(*args, **kwargs)
         self.recompute_gelu = recompute_gelu
 
-    def _forward_impl(self, input, weight, *args, **kwargs):
-        if self.recompute_gelu and self._plain_product(args, kwargs) and _own_backward(input):
-            return GeluLinear.apply(input, weight, kwargs.get("bias"))
-        return super()._forward_impl(F.gelu(input), weight, *args, **kwargs)
+    def own_product(self, input, weight, bias):
+        if self.recompute_gelu and _own_backward(input):
+            return GeluLinear.apply(input, weight, bias)
+        return linear(F.gelu(input), weight, bias)
+
+    def megatron_input(self, input):
+        return F.gelu(input)
 
 
 class NexaMLP(MLP):

@@ -160,7 +160,7 @@ def test_one_rank_zero3_fetch_does_not_drain_the_gpu(parallel, tmp_path):
 
     from benchmarks.gpu_step import host_waits
     from benchmarks.train_step import engine_step, synthetic_batch
-    from megatron_nexa.engine import one_rank_fetch
+    from megatron_nexa.compat.deepspeed import OneRankFetch as one_rank_fetch
     from megatron_nexa.engine.setup import build, destroy
     from tests.conftest import zero3_every_parameter_partitioned
 

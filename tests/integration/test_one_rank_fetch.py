@@ -12,7 +12,7 @@ import json, sys
 from benchmarks.train_step import engine_step, synthetic_batch
 from deepspeed.runtime.zero import partition_parameters as pp
 from megatron_nexa.config import load_config
-from megatron_nexa.engine import one_rank_fetch
+from megatron_nexa.compat.deepspeed import OneRankFetch as one_rank_fetch
 from megatron_nexa.engine.setup import build
 made = []
 no_gather = pp._no_gather_coalesced

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from megatron_nexa.finetune.candidates import build_library, candidate_sets, hits, rank_candidates, structure_keys
-from megatron_nexa.finetune.targets import morgan_fingerprints
+from megatron_nexa.downstream.candidates import build_library, candidate_sets, hits, rank_candidates, structure_keys
+from megatron_nexa.downstream.targets import morgan_fingerprints
 
 ETHANOL, ETHER, PROPANOL = "CCO", "COC", "CCCO"
 L_ALA, D_ALA = "C[C@H](N)C(=O)O", "C[C@@H](N)C(=O)O"

@@ -3,7 +3,7 @@ import dataclasses
 
 import torch
 
-from megatron_nexa.model import cpu_compat
+from megatron_nexa.compat import megatron as cpu_compat
 
 
 def test_not_applied_when_cuda_is_available(monkeypatch, parallel):

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from megatron_nexa.eval.features import binned
-from megatron_nexa.eval.metrics import cosine_rows, regression, std_scale, tanimoto_rows
-from megatron_nexa.finetune.targets import RTScaler, morgan_fingerprints
+from megatron_nexa.downstream.features import binned
+from megatron_nexa.downstream.metrics import cosine_rows, regression, std_scale, tanimoto_rows
+from megatron_nexa.downstream.targets import RTScaler, morgan_fingerprints
 
 
 def test_tanimoto_and_cosine():
@@ -56,7 +56,7 @@ def test_binned_spectrum():
 
 
 def test_first_hits_and_hit_rates():
-    from megatron_nexa.eval.retrieval import first_hits, hit_rates
+    from megatron_nexa.downstream.retrieval import first_hits, hit_rates
 
     keys = np.array(["A", "A", "B", "B", "C"], object)
     sim = np.array([[9, 1, 5, 0, 0],    # A0: best other is B2, its twin A1 comes second
@@ -72,7 +72,7 @@ def test_first_hits_and_hit_rates():
 
 
 def test_paired_bootstrap_separates_a_real_difference_from_noise():
-    from megatron_nexa.eval.metrics import paired_bootstrap
+    from megatron_nexa.downstream.metrics import paired_bootstrap
 
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(300), 3)
@@ -85,7 +85,7 @@ def test_paired_bootstrap_separates_a_real_difference_from_noise():
 
 def test_paired_bootstrap_resamples_structures_not_rows():
     """Rows of one structure move together: their interval is as wide as with one row per structure."""
-    from megatron_nexa.eval.metrics import paired_bootstrap
+    from megatron_nexa.downstream.metrics import paired_bootstrap
 
     per_structure = np.random.default_rng(1).normal(0, 1, 50)
     _, low1, high1 = paired_bootstrap(per_structure, np.zeros(50), np.arange(50))
@@ -121,7 +121,7 @@ def test_compare_verdicts_follow_each_metrics_direction():
 
 
 def test_subset_groups_keeps_whole_structures():
-    from megatron_nexa.eval.features import subset_groups
+    from megatron_nexa.downstream.features import subset_groups
 
     keys = np.array(["A"] * 5 + ["B"] * 3 + ["C"] * 4 + ["D"], object)
     assert subset_groups(keys, None, 0).tolist() == list(range(13))
@@ -135,7 +135,7 @@ def test_subset_groups_keeps_whole_structures():
 def test_paired_bootstrap_over_seeds_counts_training_noise():
     """Three seeds that disagree (+0.3, -0.1, +0.1) on a large, quiet test set: averaging the seeds first
     would call +0.1 a clear gain; resampling the seeds too leaves it within noise."""
-    from megatron_nexa.eval.metrics import paired_bootstrap
+    from megatron_nexa.downstream.metrics import paired_bootstrap
 
     rng = np.random.default_rng(3)
     groups = np.arange(2000)

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import torch
 
-from megatron_nexa.engine import one_rank_fetch
+from megatron_nexa.compat.deepspeed import OneRankFetch as one_rank_fetch
 
 CPU = torch.device("cpu")
 

@@ -7,12 +7,10 @@ silently drops a record cut off at end of file). A peak line with more than two 
 pyteomics keeps its first pair and drops the rest without a word.
 """
 import gzip
-import io
 from pathlib import Path
 from typing import Iterator
 
-from pyteomics import auxiliary, mgf
-
+from megatron_nexa.compat.pyteomics import PARSE_ERRORS, mgf_record_parser
 from megatron_nexa.data.readers.records import ChunkBuilder
 from megatron_nexa.data.spectrum import SpectraChunk
 
@@ -60,21 +58,20 @@ def _title(block: list[str] | None) -> str | None:
 
 def read_mgf(path: str, chunk_size: int) -> Iterator[tuple[SpectraChunk, list[tuple[str, str, str]]]]:
     builder = ChunkBuilder(Path(path).name)
-    parser = None
+    parse = None
     n_records = 0
     with _open_text(path) as f:
         try:
             for ordinal, block, problem in _records(f):
                 if ordinal < 0:
-                    parser = mgf.MGF(io.StringIO("".join(block)), use_header=True, convert_arrays=1,
-                                     read_charges=False)
+                    parse = mgf_record_parser(block)
                     continue
                 n_records += 1
                 record = f"#{ordinal}" + (f" {t}" if (t := _title(block)) else "")
                 if problem:
                     builder.reject(record, problem)
                 else:
-                    _add(builder, parser, block, record)
+                    _add(builder, parse, block, record)
                 if len(builder) + len(builder.rejects) >= chunk_size:
                     yield builder.flush()
         except (EOFError, OSError, gzip.BadGzipFile) as e:  # truncated/corrupt gzip stream
@@ -94,10 +91,10 @@ def _extra_values(block: list[str]) -> str | None:
     return None
 
 
-def _add(builder: ChunkBuilder, parser, block: list[str], record: str) -> None:
+def _add(builder: ChunkBuilder, parse, block: list[str], record: str) -> None:
     try:
-        spec = parser._read_spectrum_lines(block)
-    except (auxiliary.PyteomicsError, ValueError, IndexError, TypeError) as e:
+        spec = parse(block)
+    except PARSE_ERRORS as e:
         builder.reject(record, "unparseable record", " ".join(str(e).split())[:200])
         return
     if extra := _extra_values(block):

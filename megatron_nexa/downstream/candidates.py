@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from megatron_nexa.finetune.targets import morgan_fingerprints
+from megatron_nexa.downstream.targets import morgan_fingerprints
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Metrics for fingerprints and heteroscedastic regression, per row and averaged, and a paired bootstrap
-that tells a difference between two predictors from the noise of a small test split."""
+that tells a difference between two predictors from the noise of a small test split (``verdict``)."""
 import numpy as np
 from scipy.stats import norm
 
@@ -71,3 +71,10 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, groups: np.ndarray, n_boot: i
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(estimates, [tail, 100 - tail])
     return float(diff.mean()), float(low), float(high)
+
+
+def verdict(higher_is_better: bool, low: float, high: float) -> str:
+    """"better" / "worse" when the whole interval of (model - baseline) is on one side of zero."""
+    if low <= 0 <= high:
+        return "within noise"
+    return "better" if (low > 0) == higher_is_better else "worse"

@@ -1,0 +1,11 @@
+"""What we rely on inside torch beyond its public API."""
+import torch
+
+from megatron_nexa.compat import require
+
+SUPPORTED = ">=2.4,<3"
+VERSION = require("torch", SUPPORTED)
+
+# torch's linear kernel itself, beneath any Python wrapper of ``F.linear``: DeepSpeed's ZeRO-3 replaces
+# ``F.linear`` process-wide with a version that adds the bias in a second kernel.
+linear = torch._C._nn.linear
