@@ -32,7 +32,7 @@ RETIRED = {  # name in an old JSON -> the variant it ran, in today's terms (RESU
 
 # Runs whose compiled layers saved the GELU's output although their rows say recompute_gelu: torch.compile's
 # partitioner moved the recomputed GELU into the forward until commit 38efccb (RESULTS.md §26).
-GELU_SAVED_BY_COMPILE = {"benchmarks/results/2026-11-27-h200-session18/run1_gpu_step_3b_full.json"}
+GELU_SAVED_BY_COMPILE = {"benchmarks/results/2026-11-27-h200-whole-7b-gelu-recompute/run1_gpu_step_3b_full.json"}
 
 
 def kind(variant: Variant) -> str:

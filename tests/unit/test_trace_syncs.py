@@ -4,7 +4,7 @@ import sys
 
 from tests.conftest import REPO
 
-TRACE = REPO / "benchmarks/results/2026-11-27-h100/run3_trace_3b_mb128_reduced.json.gz"
+TRACE = REPO / "benchmarks/results/2026-11-27-h100-gpu-check/run3_trace_3b_mb128_reduced.json.gz"
 
 
 def test_reads_device_busy_time_and_the_host_waits_behind_idle_gpu(tmp_path):
