@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DS_ACCELERATOR", "cuda" if torch.cuda.is_available() else "cpu")
 
 from benchmarks.gpu_variants import VARIANTS, Variant, ds_config, plan_gib, variant_config  # noqa: E402
-from benchmarks.train_step import synthetic_batch  # noqa: E402
 from megatron_nexa.cluster_plan import GiB, Cluster, forward_flops  # noqa: E402
+from megatron_nexa.testing import host_waits, synthetic_batch  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"  # CPU only for a smoke run of this script (tests/unit/test_gpu_step.py)
@@ -109,31 +109,6 @@ def host_profile(fwd, after, calls: int = 3, rows: int = 35) -> str:
     stats.sort_stats("tottime").print_stats(rows)
     stats.sort_stats("cumulative").print_stats(rows)
     return text.getvalue()
-
-
-def host_waits(step) -> dict | None:
-    """The synchronising CUDA calls torch sees in one ``step`` (``torch.cuda.set_sync_debug_mode``), counted by
-    the Python line that made them. Not every wait is seen (events, torch.distributed), so this is a lower
-    bound; ``--profile-stack`` + ``trace_syncs.py`` sees all of them at the profiler's cost. None on CPU."""
-    if not CUDA:
-        return None
-    import warnings
-
-    sync()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            step()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    sync()
-    found: dict[str, int] = {}
-    for w in caught:
-        if "synchroniz" in str(w.message):
-            where = f"{Path(w.filename).name}:{w.lineno}"
-            found[where] = found.get(where, 0) + 1
-    return found
 
 
 def release_memory() -> int:

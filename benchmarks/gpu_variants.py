@@ -6,9 +6,9 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from benchmarks.train_step import MASKED_SHARE
 from megatron_nexa.cluster_plan import Cluster, ZeroSettings, default_zero, plan
 from megatron_nexa.config import AttentionBackend, Recompute, load_config
+from megatron_nexa.testing import MASKED_SHARE
 
 REPO = Path(__file__).resolve().parents[1]
 

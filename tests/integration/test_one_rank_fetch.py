@@ -9,7 +9,7 @@ from tests.conftest import REPO, child_env, zero3_every_parameter_partitioned
 
 DRIVER = """
 import json, sys
-from benchmarks.train_step import engine_step, synthetic_batch
+from megatron_nexa.testing import engine_step, synthetic_batch
 from deepspeed.runtime.zero import partition_parameters as pp
 from megatron_nexa.config import load_config
 from megatron_nexa.engine import one_rank_fetch

@@ -95,10 +95,10 @@ def test_activation_model_matches_saved_tensors(parallel, recompute):
 @pytest.mark.parametrize("hidden", [128, 256])
 def test_whole_model_activations_match_saved_tensors(parallel, hidden):
     """Layers and what lies outside them (embedding, final LayerNorm, heads, losses) on the benchmark's batch."""
-    from benchmarks.train_step import synthetic_batch
     from megatron_nexa.losses import pretraining_terms
     from megatron_nexa.model.encoder import NexaEncoder
     from megatron_nexa.model.pretraining import NexaSpecForPretraining
+    from megatron_nexa.testing import synthetic_batch
     from megatron_nexa.tokens import TokenType
 
     run = load_config(REPO / "configs/model/small.yaml", [f"model.hidden_size={hidden}", f"model.ffn_hidden_size={4 * hidden}",
