@@ -1,6 +1,6 @@
 """Peak memory of ZeRO-3 → fp32 safetensors conversion, over the fp32 model size (goal <= 1.5x).
 
-    python benchmarks/convert_memory.py [--hidden 1024 --layers 12]
+    python benchmarks/convert_memory.py [--hidden 1024 --layers 12] [--data DATASET_VERSION]
 
 Trains a ~150 M-parameter model (about 600 MB in fp32) for one step in one process under ZeRO-3 to get a
 real checkpoint (with Adam states, ~3x the model on disk), then runs ``nexa-convert zero-to-torch`` in a
@@ -25,16 +25,18 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--hidden", type=int, default=1024)
     p.add_argument("--layers", type=int, default=12)
+    p.add_argument("--data", help="a preprocessed version to train on; default: preprocess MassBank's CC0 file now")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="nexa-conv-"))
     try:
-        data = tmp / "data"
-        subprocess.run([sys.executable, "-m", "megatron_nexa.cli.preprocess",
-                        str(REPO.parent / "shared/data/massbank/massbank_lcmsms_CC0.mgf.gz"), "--out", str(data),
-                        "--name", "m", "--version", "1", "--no-progress"], cwd=REPO, check=True, capture_output=True)
+        data = args.data or str(tmp / "data/m_v1")
+        if not args.data:
+            subprocess.run([sys.executable, "-m", "megatron_nexa.cli.preprocess",
+                            str(REPO.parent / "shared/data/massbank/massbank_lcmsms_CC0.mgf.gz"), "--out", str(tmp / "data"),
+                            "--name", "m", "--version", "1", "--no-progress"], cwd=REPO, check=True, capture_output=True)
         env = {**os.environ, "DS_ACCELERATOR": "cpu"}
         subprocess.run([sys.executable, "pretrain_nexa.py", "--ds_config", "ds_configs/zero3_cpu.json", "--config",
-                        "configs/test_tiny.yaml", f"--data.sources=[{{path: {data}/m_v1}}]",
+                        "configs/test_tiny.yaml", f"--data.sources=[{{path: {data}}}]",
                         f"--train.run_dir={tmp / 'run'}", "--train.train_steps=1", "--train.micro_batch_size=1",
                         "--train.global_batch_size=1", f"--model.hidden_size={args.hidden}",
                         f"--model.ffn_hidden_size={4 * args.hidden}", f"--model.num_layers={args.layers}",

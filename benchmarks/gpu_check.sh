@@ -33,8 +33,8 @@ SITE=${SITE:-/tmp/nexa_site}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
   || { echo "gpu_check: wheel install failed (run benchmarks/gpu_wheels.sh on a networked machine)"; exit 1; }
 export PYTHONPATH="$SITE:$PWD" PYTHONUNBUFFERED=1 DS_ACCELERATOR=cuda PYTHONWARNINGS=ignore
-# DeepSpeed's op builder cannot parse an arch such as '9.0a' in TORCH_CUDA_ARCH_LIST (DeepCompile's 'dc' op
-# failed with "invalid literal for int(): '0a'" on 2026-11-27): build for the card at hand instead.
+# DeepSpeed's op builder cannot parse an arch such as '9.0a' in TORCH_CUDA_ARCH_LIST ("invalid literal for int():
+# '0a'" when it builds an op): build for the card at hand instead.
 ARCH_WAS=${TORCH_CUDA_ARCH_LIST-unset}
 TORCH_CUDA_ARCH_LIST=$(python3 -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())") || exit 1
 export TORCH_CUDA_ARCH_LIST
@@ -54,43 +54,44 @@ stage() {  # stage NAME SECONDS CMD...: run with a time limit, its output append
 }
 
 # Most wanted first (a stage cut off by its time limit keeps the rows it finished: JSON is written per
-# variant); compile variants last (their first steps compile). RESULTS.md §13-20 say what each is to show.
-V3=${VARIANTS_3B:-zero3 amp amp_encoder zero3_nobias zero3_mb4x zero3_noncontig zero2 amp_compile zero3_compile_layers zero3_compile}
+# variant); compile variants last (their first steps compile). Each variant's note: gpu_step.py --list-variants.
+V3=${VARIANTS_3B:-zero3 amp amp_encoder zero3_nobias zero3_mb4x zero2 amp_compile zero3_compile_layers}
 V7=${VARIANTS_7B:-zero3 amp zero3_mb4x}
-# The whole models' forward under ZeRO-3 is host-bound at micro-batch 32 (3B) and 16 (7B) (§24): compiled layers
-# and layers without linear biases cut the host's work; micro-batch 64 outgrows it. With the GELU recomputed (§26)
-# the 3B at 64 needs 69.3 GiB by nexa-plan (79.5 saving it): it fits an H100 too, where AMP's baseline (74.3 GiB at
-# 48, §25) does not; the GELU saved (savegelu) at 64 fits an H200 only.
+# The whole models' forward under ZeRO-3 is host-bound at micro-batch 32 (3B) and 16 (7B) (docs/performance.md):
+# compiled layers and layers without linear biases cut the host's work; micro-batch 64 outgrows it. With the GELU
+# recomputed (docs/decisions/0004-recomputed-gelu.md) the 3B at 64 needs 69.3 GiB by nexa-plan (79.5 saving it): it
+# fits an H100 too, where AMP's baseline (74.3 GiB at 48) does not; the GELU saved (savegelu) at 64 fits an H200 only.
 GPU_GIB=$(python3 -c "import torch; print(torch.cuda.get_device_properties(0).total_memory >> 30)") || exit 1
 if [ "$GPU_GIB" -ge 120 ]; then
   VF=${VARIANTS_FULL_BIG:-zero3_compile_layers_mb2x_gas8 zero3_compile_layers_savegelu_mb2x_gas8 amp_mb2x_gas8}
 else
   VF=${VARIANTS_FULL:-zero3_compile_layers_mb2x_gas8 zero3_nobias_compile_layers_mb2x_gas8 amp_gas16}
 fi
-V7F16=${VARIANTS_7B_FULL16-}  # micro-batch 16: host-bound (§24), when asked
-# The 7B at a larger micro-batch (MB_7B_BIG, default 28: 135.5 GiB by nexa-plan with the GELU recomputed, §26; nexa-plan
-# has read 0.97-0.99 of every ZeRO-3 peak): where the 3B's forward stopped being the host's (§25), as 28 x 16; then
-# at the pilot's 32 (140.2 GiB by nexa-plan; 137.8 measured, 2 GiB short of the H200's whole memory). Full recompute
-# (zero3_full_gas16: 49.0 %, §24) caps model-FLOPs MFU near 3/4: name it in VARIANTS_7B_FULL to run it.
+V7F16=${VARIANTS_7B_FULL16-}  # micro-batch 16: host-bound, when asked
+# The 7B at a larger micro-batch (MB_7B_BIG, default 28: 135.5 GiB by nexa-plan with the GELU recomputed; nexa-plan
+# has read 0.97-0.99 of every ZeRO-3 peak): where the GPU's forward outgrows the host's, as 28 x 16; then at the
+# pilot's 32 (140.2 GiB by nexa-plan; 137.8 measured, 2 GiB short of the H200's whole memory). Full recompute
+# (zero3_full_gas16) caps model-FLOPs MFU near 3/4 (docs/decisions/0005-no-activation-recompute-by-default.md):
+# name it in VARIANTS_7B_FULL to run it.
 V7FB=${VARIANTS_7B_FULL_BIG:-zero3_compile_layers_gas16 zero3_nobias_compile_layers_gas16}
 V7F=${VARIANTS_7B_FULL:-zero3_compile_layers_gas16}
 want pytest && stage pytest "${LIMIT_PYTEST:-80}" python3 -m pytest -q -s -p no:cacheprovider ${TESTS_GPU:-tests/gpu}
 # HOST_PROFILE_FULL (default: the first variant; ' ': none): cProfile of its forwards on this machine's host, which
-# bounds ZeRO-3's forward at micro-batch 32 (§24): where the host's time goes, in profile_3b_full.txt.
+# bounds ZeRO-3's forward at micro-batch 32: where the host's time goes, in profile_3b_full.txt.
 want step_3b_full && stage step_3b_full "${LIMIT_3B_FULL:-240}" python3 benchmarks/gpu_step.py --model nexa_3b \
   --layers "${FULL_LAYERS:-36}" --warmup 3 --steps 10 --json "$OUT/gpu_step_3b_full.json" --variants $VF \
   --host-profile ${HOST_PROFILE_FULL-${VF%% *}} --profile-out "$OUT/profile_3b_full.txt"
-# Under 120 GiB (an H100) the 3B also runs at micro-batch 48 (68.5 GiB by nexa-plan; 64 needs 79.5): the largest
-# that fits, to see how much of micro-batch 32's host-bound forward a larger batch hides (64 did on an H200, §24).
+# Under 120 GiB (an H100) the 3B also runs at micro-batch 48 (60.8 GiB by nexa-plan, 68.5 with the GELU saved): the
+# largest where the GELU saved and AMP's baseline fit beside it, to see how much of micro-batch 32's host-bound
+# forward a larger batch hides.
 # The global batch is 48 x 16 = 768, not the pilot's 512; per micro-batch only the update's share (1/16) depends on it.
 if want step_3b_full48 && [ "$GPU_GIB" -lt 120 ]; then
   V48=${VARIANTS_FULL48:-zero3_compile_layers_gas16 zero3_compile_layers_savegelu_gas16 amp_gas16}
   stage step_3b_full48 "${LIMIT_3B_FULL48:-150}" python3 benchmarks/gpu_step.py --model nexa_3b --layers 36 \
     --micro-batch 48 --warmup 3 --steps 10 --json "$OUT/gpu_step_3b_full48.json" --variants $V48
 fi
-# The whole 7B fits one GPU only on an H200 (nexa-plan, RESULTS §22, §26): without recompute at micro-batch 28
-# (135.5 GiB) or, just, 32 (140.2), the 60 % goal's best chances (no forward run twice); with full recompute at 32,
-# 107.2 GiB.
+# The whole 7B fits one GPU only on an H200 (nexa-plan): without recompute at micro-batch 28 (135.5 GiB) or, just,
+# 32 (140.2), the 60 % goal's best chances (no forward run twice); with full recompute at 32, 107.2 GiB.
 # Expandable segments: little memory is left to fragmentation. whole_7b NAME LIMIT MICRO_BATCH WARMUP VARIANTS...:
 # one stage of the whole 7B, JSON in gpu_NAME.json; nothing when no variant is named.
 whole_7b() {
@@ -131,7 +132,7 @@ for w in step_3b_full step_3b_full48 step_7b_full16 step_7b_full_big step_7b_ful
   ran $w || continue
   echo "=== gpu_step $w"; section $w | sed -n '/ width, [0-9]* layers/,$p'; section $w | grep -E "Error|error" | tail -3
 done
-if ls "$OUT"/gpu_step_*.json >/dev/null 2>&1; then  # every peak against nexa-plan (RESULTS §22), into summary.txt
+if ls "$OUT"/gpu_step_*.json >/dev/null 2>&1; then  # every peak against nexa-plan, into summary.txt
   { echo "=== peak memory / nexa-plan"; python3 benchmarks/plan_memory.py "$OUT"/gpu_step_*.json 2>&1 | grep -v WARNING; } \
     >> "$OUT/summary.txt"
 fi

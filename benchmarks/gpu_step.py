@@ -3,17 +3,16 @@
     python benchmarks/gpu_step.py --model nexa_3b --layers 4 [--micro-batch 32] [--variants amp zero3 ...]
                                   [--json out.json] [--profile zero3 amp --profile-out prof.txt]
 
-Every variant (``benchmarks/gpu_variants.py``) builds the model at the config's width with ``--layers`` layers and times full optimiser
-steps (forward, losses, backward, clipping, update) on synthetic spectra of full length, after warm-up:
+Every variant (``benchmarks/gpu_variants.py``; ``--list-variants`` names them) builds the model at the config's width
+with ``--layers`` layers and times full optimiser steps (forward, losses, backward, clipping, update) on synthetic
+spectra of full length, after warm-up:
 - ``amp``: the baseline, measured in the same run: the plain-PyTorch ``ReferenceEncoder`` + heads with
   fp32 weights, bf16 autocast and torch's fused AdamW (no DeepSpeed, no megatron-core);
 - ``zero3`` … : the project's own path, ``engine.setup.build`` (megatron-core encoder, DeepSpeed engine)
   on ``ds_configs/<stage>.json``, with the variant's changes to the model or the DeepSpeed config;
 - ``amp_encoder`` (no heads or losses) and ``amp_compile`` (torch.compile) split the baseline's time;
-  ``zero3_deepcompile`` is DeepSpeed's DeepCompile (its C++/CUDA op is built with nvcc on first use);
 - ``*_gas16``, ``*_gas32``, ``*_mb2x_gas8``: the pilot's global batch (512) on one GPU as accumulated
-  micro-batches (``gpu_variants.ACCUMULATED``); times are per micro-batch;
-- ``zero3_dsfetch``: DeepSpeed's own one-rank parameter fetch, which ``engine.one_rank_fetch`` replaces.
+  micro-batches (``gpu_variants.ACCUMULATED``); times are per micro-batch.
 Model FLOPs per step are 3 × ``cluster_plan.forward_flops`` (the GPU issue's count; embeddings and
 heads not counted). MFU is against a bf16 matmul ceiling measured in the same run (8192³) and, as a
 second column, against the datasheet peak that ``nexa-plan`` assumes. Peak memory is
@@ -37,14 +36,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DS_ACCELERATOR", "cuda" if torch.cuda.is_available() else "cpu")
 
-from benchmarks.gpu_variants import VARIANTS, Variant, ds_config, plan_gib, variant_config  # noqa: E402
-from benchmarks.train_step import synthetic_batch  # noqa: E402
+from benchmarks.gpu_variants import VARIANTS, Variant, ds_config, plan_gib, plan_settings, variant_config  # noqa: E402
 from megatron_nexa.cluster_plan import GiB, Cluster, forward_flops  # noqa: E402
+from megatron_nexa.testing import host_waits, synthetic_batch  # noqa: E402
 
 CUDA = torch.cuda.is_available()
-DEVICE = "cuda" if CUDA else "cpu"  # CPU only for a smoke run of this script (tests/unit/test_gpu_step.py)
+DEVICE = "cuda" if CUDA else "cpu"  # CPU only for a smoke run of this script (tests/integration/test_gpu_step_smoke.py)
 # DeepSpeed's ZeRO-3 (memory_efficient_linear, on by default) replaces F.linear process-wide with its own autograd
-# Function, and leaves it so: a plain variant run after an engine variant would be timed on it (RESULTS.md §14).
+# Function, and leaves it so: a plain variant run after an engine variant would be timed on it, not on torch's.
 TORCH_LINEAR = torch._C._nn.linear
 
 
@@ -111,31 +110,6 @@ def host_profile(fwd, after, calls: int = 3, rows: int = 35) -> str:
     return text.getvalue()
 
 
-def host_waits(step) -> dict | None:
-    """The synchronising CUDA calls torch sees in one ``step`` (``torch.cuda.set_sync_debug_mode``), counted by
-    the Python line that made them. Not every wait is seen (events, torch.distributed), so this is a lower
-    bound; ``--profile-stack`` + ``trace_syncs.py`` sees all of them at the profiler's cost. None on CPU."""
-    if not CUDA:
-        return None
-    import warnings
-
-    sync()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            step()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    sync()
-    found: dict[str, int] = {}
-    for w in caught:
-        if "synchroniz" in str(w.message):
-            where = f"{Path(w.filename).name}:{w.lineno}"
-            found[where] = found.get(where, 0) + 1
-    return found
-
-
 def release_memory() -> int:
     """Free what earlier variants left; reset the peak counter. Returns the bytes still allocated."""
     gc.collect()
@@ -167,6 +141,8 @@ def build_plain(cfg, variant: Variant):
     run = torch.compile(model) if variant.compile else model
 
     calls = [0]  # micro-batches since the last update
+    updates = [0]  # optimiser steps taken
+    opt.register_step_post_hook(lambda *_: updates.__setitem__(0, updates[0] + 1))
 
     def forward(batch):
         with torch.autocast(DEVICE, dtype=torch.bfloat16):
@@ -185,20 +161,15 @@ def build_plain(cfg, variant: Variant):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return model, (forward, backward, update), lambda: None
+    return model, (forward, backward, update), lambda: None, lambda: updates[0]
 
 
-def build_engine(cfg, ds_path, variant: Variant):
-    from megatron_nexa.compat.deepspeed import OneRankFetch as one_rank_fetch
+def build_engine(cfg, ds_path):
     from megatron_nexa.engine.setup import build, destroy
     from megatron_nexa.losses import pretraining_terms
 
-    built = build(cfg, ds_path)  # installs one_rank_fetch on one rank
-    if variant.deepspeed_fetch:
-        one_rank_fetch.uninstall()
+    built = build(cfg, ds_path)
     engine = built.engine
-    if variant.compile:
-        engine.compile()
 
     def forward(batch):
         return pretraining_terms(batch, engine(*batch.model_inputs()), built.cfg.loss)["loss"]
@@ -211,18 +182,16 @@ def build_engine(cfg, ds_path, variant: Variant):
 
     def close():
         destroy(engine)
-        if variant.deepspeed_fetch:
-            one_rank_fetch.install()  # as build left it before this variant took it out
 
-    return engine, (forward, backward, update), close
+    return engine, (forward, backward, update), close, lambda: engine.global_steps
 
 
 def build_variant(cfg, variant: Variant, tmp: Path):
-    """(model, (forward, backward, update), close) of ``variant``, on torch's own ``F.linear`` whatever an
-    earlier engine variant left in its place."""
+    """(model, (forward, backward, update), close, updates) of ``variant``, on torch's own ``F.linear`` whatever an
+    earlier engine variant left in its place; ``updates()``: the optimiser steps taken so far."""
     torch.nn.functional.linear = TORCH_LINEAR
     if variant.engine:
-        return build_engine(cfg, ds_config_file(variant, tmp), variant)
+        return build_engine(cfg, ds_config_file(variant, tmp))
     return build_plain(cfg, variant)
 
 
@@ -233,7 +202,7 @@ def run_variant(name: str, variant: Variant, args, ceiling: float) -> dict:
     before = release_memory()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        model, (fwd, bwd, upd), close = build_variant(cfg, variant, Path(tmp))
+        model, (fwd, bwd, upd), close, updates = build_variant(cfg, variant, Path(tmp))
         build_s = time.perf_counter() - t0
 
         try:  # an engine that fails mid-run (out of memory, say) is freed too, and any patch undone
@@ -244,7 +213,12 @@ def run_variant(name: str, variant: Variant, args, ceiling: float) -> dict:
             def whole(n):  # calls in whole optimiser steps, so that every update is timed with its micro-batches
                 return -(-n // variant.accumulation) * variant.accumulation
 
-            seconds = time_steps(step, whole(args.warmup), whole(args.steps))
+            warmup, timed = whole(args.warmup), whole(args.steps)
+            for _ in range(warmup):
+                step()
+            before_updates = updates()
+            seconds = time_steps(step, 0, timed)
+            timed_updates = updates() - before_updates  # must be timed / accumulation, as the engine's
             f_linear = "torch" if torch.nn.functional.linear is TORCH_LINEAR else torch.nn.functional.linear.__module__
             peak = (torch.cuda.max_memory_allocated() - before) / GiB if CUDA else None
             waits = host_waits(step)
@@ -282,15 +256,17 @@ def run_variant(name: str, variant: Variant, args, ceiling: float) -> dict:
                     trace.unlink()
         finally:
             close()
-        del model, fwd, bwd, upd, close
+        del model, fwd, bwd, upd, close, updates
     leftover = release_memory() - before
     tflops = 3 * forward_flops(cfg.model, mb, seq) / seconds / 1e12
+    settings = plan_settings(args.model, args.layers, args.micro_batch, variant, cfg.model.recompute_gelu)
     return {"variant": name, "note": variant.note, "micro_batch": mb, "accumulation": variant.accumulation,
             "seq": seq, "layers": args.layers, "recompute_gelu": cfg.model.recompute_gelu,
             "step_ms": seconds * 1e3, "tflops": tflops, "mfu": tflops / ceiling,
             "mfu_datasheet": tflops / args.datasheet_tflops, "peak_gib": peak,
-            "plan_gib": plan_gib(cfg, variant, mb), "phases_ms": phases, "host_ms": host_ms, "build_s": build_s,
-            "leftover_gib": leftover / GiB, "host_waits": waits, "f_linear": f_linear}
+            "plan_gib": plan_gib(settings) if settings else None, "plan_settings": settings,
+            "timed_calls": timed, "timed_updates": timed_updates, "phases_ms": phases, "host_ms": host_ms,
+            "build_s": build_s, "leftover_gib": leftover / GiB, "host_waits": waits, "f_linear": f_linear}
 
 
 def environment() -> dict:
@@ -350,7 +326,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile-stack", type=int, default=0,
                    help="N > 0: also group the profile by the N innermost Python frames and by input shapes")
     p.add_argument("--matmul-size", type=int, default=8192, help="n of the n³ ceiling product")
+    p.add_argument("--list-variants", action="store_true", help="print every variant's name and note, and exit")
     args = p.parse_args(argv)
+    if args.list_variants:
+        for name, variant in VARIANTS.items():
+            print(f"{name}\t{variant.note}")
+        return 0
     if not CUDA:
         print("gpu_step: no CUDA GPU: a smoke run on CPU, its numbers mean nothing (CPU throughput: "
               "benchmarks/train_step.py)", file=sys.stderr)

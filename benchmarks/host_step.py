@@ -2,7 +2,7 @@
 
     python benchmarks/host_step.py [--depths 4 12] [--variants amp zero2 zero3 zero3_compile_layers] [--unscaled]
 
-At the pilot's micro-batches the GPU step is bound by the host (benchmarks/RESULTS.md §8), and a 4-layer
+At the pilot's micro-batch the GPU step's forward is bound by the host (docs/performance.md), and a 4-layer
 benchmark weighs the per-step part (embeddings, heads, losses, the optimiser's and ZeRO-3's end-of-step
 work) 9× more than the 36-layer model does. This times ``benchmarks/gpu_step.py``'s variants at the tiny
 width, where the arithmetic is small and the time is mostly the host's, at two depths, and solves
@@ -10,7 +10,8 @@ width, where the arithmetic is small and the time is mostly the host's, at two d
 tiny layer, so that ZeRO-3 partitions it as it does the 3B (``at_width``). The baseline, in the same run, is
 the plain-PyTorch AMP step (``amp``). Time on a shared 2-core machine moves by ±15 % from run to run, so each
 variant's Python function calls per step and per layer are printed too (cProfile): they do not move. Best of
-``--repeats`` × ``--steps`` steps, one thread.
+``--repeats`` × ``--steps`` steps, one thread. Last, the parameters of a layer that ZeRO-3
+partitions (fetches each step) for each ZeRO-3 variant: the 3B's four weight matrices, when scaled.
 """
 import argparse
 import cProfile
@@ -30,6 +31,7 @@ from benchmarks import gpu_step, gpu_variants  # noqa: E402
 from benchmarks._util import best_of  # noqa: E402
 from megatron_nexa.config import load_config  # noqa: E402
 from megatron_nexa.plan import layer_parameters_formula  # noqa: E402
+from megatron_nexa.testing import synthetic_batch  # noqa: E402
 
 # DeepSpeed settings counted in parameter elements: scaled with the layer's size (``at_width``).
 NUMEL_KEYS = ("stage3_param_persistence_threshold", "stage3_max_live_parameters", "stage3_max_reuse_distance",
@@ -55,14 +57,21 @@ def built_step(name: str, layers: int, micro_batch: int, tmp: Path, scaled: bool
     variant = gpu_variants.VARIANTS[name]
     cfg = gpu_variants.variant_config("tiny", layers, micro_batch, variant)
     variant = at_width(variant, cfg) if scaled else variant
-    batch = gpu_step.synthetic_batch(cfg, cfg.train.micro_batch_size)
-    _, (fwd, bwd, upd), close = gpu_step.build_variant(cfg, variant, tmp)
+    batch = synthetic_batch(cfg, cfg.train.micro_batch_size)
+    model, (fwd, bwd, upd), close, _ = gpu_step.build_variant(cfg, variant, tmp)
 
     def step():
         bwd(fwd(batch))
         upd()
 
-    return step, close
+    zero3 = variant.engine and gpu_variants.ds_config(variant)["zero_optimization"]["stage"] == 3
+    return step, close, partitioned(model) if zero3 else None
+
+
+def partitioned(engine) -> list[str]:
+    """The first layer's parameters that ZeRO-3 keeps partitioned (not persistent), by name within the layer."""
+    return sorted(n.split(".layers.0.")[1] for n, p in engine.module.named_parameters()
+                  if ".layers.0." in n and not getattr(p, "ds_persist", True))
 
 
 def python_calls(step, steps: int = 5) -> int:
@@ -87,11 +96,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     shallow, deep = args.depths
-    ms, calls = {}, {}
+    ms, calls, split = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.variants:
             for depth in args.depths:
-                step, close = built_step(name, depth, args.micro_batch, Path(tmp), not args.unscaled)
+                step, close, split[name] = built_step(name, depth, args.micro_batch, Path(tmp), not args.unscaled)
                 for _ in range(3):  # warm-up (and compilation)
                     step()
                 ms[name, depth] = best_of(lambda: [step() for _ in range(args.steps)], args.repeats) / args.steps * 1e3
@@ -114,6 +123,9 @@ def main(argv=None) -> int:
         calls_fixed = calls[name, shallow] - shallow * calls_per_layer
         print(f"  {name:<22} {ms[name, shallow]:8.2f}ms {ms[name, deep]:8.2f}ms {per_layer:8.2f}ms {fixed:6.2f}ms "
               f"{fixed / at36[name]:18.0%} {ratio} {calls_per_layer:12d} {calls_fixed:12d}")
+    for name in args.variants:
+        if split[name] is not None:
+            print(f"  {name}: ZeRO-3 partitions of each layer: {', '.join(split[name]) or 'nothing'}")
     return 0
 
 

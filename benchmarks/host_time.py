@@ -2,7 +2,7 @@
 
     python benchmarks/host_time.py [--layers 4] [--repeats 5] [--calls 40]
 
-At the pilot's micro-batches the GPU step is bound by the host (benchmarks/RESULTS.md §8), so what a layer
+At the pilot's micro-batch the GPU step's forward is bound by the host (docs/performance.md), so what a layer
 costs in Python matters. This measures it where nothing else does: on the CPU, at the tiny config's width
 and two spectra per batch, where the arithmetic is negligible and the time is the host's. The baseline,
 built in the same run, is the same encoder with megatron-core's ``ColumnParallelLinear`` /
@@ -24,14 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 from benchmarks._util import best_of  # noqa: E402
-from benchmarks.train_step import synthetic_batch  # noqa: E402
 from megatron_nexa.config import load_config  # noqa: E402
+from megatron_nexa.testing import synthetic_batch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def encoder(cfg, stock_linears: bool):
-    """The megatron-core encoder; ``stock_linears``: with megatron-core's linears, as before our subclasses."""
+    """The megatron-core encoder; ``stock_linears``: with megatron-core's linears in place of our subclasses."""
     from megatron.core.tensor_parallel.layers import ColumnParallelLinear, RowParallelLinear
 
     from megatron_nexa.model import layer_specs

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._util import best_of  # noqa: E402
 from megatron_nexa.data.filters import PreprocessSettings  # noqa: E402
 from megatron_nexa.data.preprocess import JobOptions, preprocess  # noqa: E402
-from tests.spectra_files import write_gems  # noqa: E402
+from megatron_nexa.testing import write_gems  # noqa: E402
 
 
 def main():

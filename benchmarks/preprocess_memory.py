@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._util import child_peak_rss_mb  # noqa: E402
-from tests.spectra_files import write_gems  # noqa: E402
+from megatron_nexa.testing import write_gems  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

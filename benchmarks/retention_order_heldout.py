@@ -8,7 +8,8 @@ from the validation and test splits (structure-disjoint from train; partners fro
 - joined: one ``[CLS] [PREC] A [SEP] [PREC] B`` row, logit = r([CLS] of the pair) (card §4.2);
 - separate: A and B as single rows, logit = r([CLS]_A) − r([CLS]_B) (``data.pair_input: separate``).
 A model is meant to be read in the way it was trained; the other column shows what its head does unasked.
-Prints accuracy with a 95 % binomial interval per model, split and way; ``--out`` writes JSON.
+Prints accuracy with a 95 % binomial interval per model, split and way; ``--out`` writes JSON, ``--pairs-out`` the
+pairs drawn (split -> [A, B, label]); with no model named, only the pairs are drawn.
 """
 import argparse
 import json
@@ -71,17 +72,23 @@ def evaluate(model, source: SpectraSource, pairs: list) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs="+", help="NAME=HF_DIR (a folder written by nexa-convert to-hf)")
+    ap.add_argument("models", nargs="*", help="NAME=HF_DIR (a folder written by nexa-convert to-hf)")
     ap.add_argument("--data", required=True, help="a dataset version directory")
     ap.add_argument("--splits", nargs="+", default=["val", "test"])
     ap.add_argument("--max-pairs", type=int, default=2000, help="per split")
     ap.add_argument("--margin", type=float, default=3.0, help="seconds, as data.rt_margin")
     ap.add_argument("--out", help="write the results as JSON here too")
+    ap.add_argument("--pairs-out", help="write the pairs drawn as JSON here")
     args = ap.parse_args()
-    from transformers import AutoModelForPreTraining
-
     sources = {s: SpectraSource(args.data, s) for s in args.splits}
     pairs = {s: heldout_pairs(src, args.max_pairs, args.margin, seed=0) for s, src in sources.items()}
+    print("pairs drawn: " + ", ".join(f"{s} {len(p)}" for s, p in pairs.items()))
+    if args.pairs_out:
+        Path(args.pairs_out).write_text(json.dumps(pairs))
+    if not args.models:
+        return
+    from transformers import AutoModelForPreTraining
+
     results = {}
     print("| model | split | pairs | joined acc [95 %] | separate acc [95 %] |\n|---|---|---|---|---|")
     for spec in args.models:

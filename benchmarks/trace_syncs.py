@@ -97,7 +97,7 @@ def main(argv=None) -> int:
             idle[key] += compute[i]["ts"] - back
     print(f"\nhost waits for the device: {len(waits) / args.steps:.0f} per step; by calling frames "
           "(host blocked / compute stream idle after it, ms per step):")
-    for key, _ in sorted(idle.items(), key=lambda kv: -kv[1])[:12]:
+    for key in sorted(blocked, key=lambda k: -idle[k])[:12]:  # a wait after the last kernel: idle 0
         print(f"  {blocked[key] / per_step:6.2f} / {idle[key] / per_step:6.2f}  x{count[key] / args.steps:.0f}  "
               + "  <  ".join(reversed(key)))
 

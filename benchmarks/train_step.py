@@ -13,50 +13,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DS_ACCELERATOR", "cpu" if not torch.cuda.is_available() else "cuda")
 
 from megatron_nexa.config import load_config  # noqa: E402
-from megatron_nexa.data.batch import Batch  # noqa: E402
-from megatron_nexa.data.masking import IGNORE, mz_bins  # noqa: E402
+from megatron_nexa.testing import engine_step, synthetic_batch  # noqa: E402
 from megatron_nexa.tokens import TokenType  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-MASKED_SHARE = 0.2  # of the peaks, in synthetic_batch
-
-
-def synthetic_batch(cfg, rows: int, seed: int = 0) -> Batch:
-    rng = np.random.default_rng(seed)
-    length = cfg.model.max_peaks + 2
-    tt = np.full((rows, length), TokenType.PEAK, np.int64)
-    tt[:, 0], tt[:, 1] = TokenType.CLS, TokenType.PREC
-    mz = np.sort(rng.uniform(50, 900, (rows, length)), axis=1).astype(np.float32)
-    inten = rng.uniform(0.01, 1, (rows, length)).astype(np.float32)
-    masked = (rng.random((rows, length)) < MASKED_SHARE) & (tt == TokenType.PEAK)
-    tt[masked] = TokenType.MASK
-    mz_t = np.where(masked, rng.integers(0, cfg.model.mz_bins, (rows, length)), IGNORE)
-    int_t = np.where(masked, rng.integers(0, cfg.model.intensity_bins, (rows, length)), IGNORE)
-    peak = (tt == TokenType.PEAK) | masked
-    peak_bin = np.where(masked, mz_t, np.where(peak, mz_bins(mz, cfg.model), IGNORE))
-    peak_weight = np.where(peak, np.sqrt(inten), 0).astype(np.float32)
-    t = torch.from_numpy
-    return Batch(t(tt), t(mz), t(inten), torch.zeros(rows, length, dtype=torch.int64), t(mz_t), t(int_t),
-                 t(peak_bin), t(peak_weight), torch.zeros(rows, dtype=torch.bool), torch.zeros(rows),
-                 torch.full((rows,), -1), torch.full((rows,), -1),
-                 torch.arange(rows), torch.zeros(rows, dtype=torch.int64), torch.zeros(rows, 2, dtype=torch.int64))
-
-
-def engine_step(built, batch: Batch) -> torch.Tensor:
-    """One optimiser step of the real engine on ``batch`` (forward, losses, backward, update); the loss."""
-    from megatron_nexa.losses import pretraining_terms
-
-    loss = pretraining_terms(batch, built.engine(*batch.model_inputs()), built.cfg.loss)["loss"]
-    built.engine.backward(loss)
-    built.engine.step()
-    return loss
 
 
 def time_steps(step, steps: int) -> float:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests/fixtures"  # small files the tests read (JSON copied from benchmark results)
 SHARED = REPO.parent / "shared"
 warnings.filterwarnings("ignore", message=".*(Transformer Engine|Apex).*")
 if not torch.cuda.is_available():

@@ -2,7 +2,7 @@
 
 An op waits when its output's size or a Python value depends on tensor data: ``nonzero`` (behind a boolean
 index or ``masked_select``), ``.item()``/``float()``/``bool()``, ``torch.equal``, ``unique``. On CUDA the host
-then stops launching work until the GPU has caught up (RESULTS.md §8). ``torch.cuda.set_sync_debug_mode``
+then stops launching work until the GPU has caught up (docs/performance.md). ``torch.cuda.set_sync_debug_mode``
 is the check on a GPU (``tests/gpu``); this one runs in CI too.
 """
 import traceback

@@ -49,7 +49,7 @@ def random_batch(seed: int, b: int = 3, length: int = 24, max_peaks: int = 20):
 
 def mixed_batch(cfg):
     """Row 0 a joined pair, rows 1/2 a separate pair, rows 3/4 and 5/6 two views each, row 7 a single."""
-    from benchmarks.train_step import synthetic_batch
+    from megatron_nexa.testing import synthetic_batch
 
     base = synthetic_batch(cfg, 8)
     return base.replace(is_pair=torch.tensor([True] + [False] * 7), ro_group=torch.tensor([-1, 11, 11, -1, -1, -1, -1, -1]),

@@ -1,8 +1,8 @@
-"""Small spectra files written by the tests themselves: MGF, mzML, GeMS-layout HDF5."""
+"""Small spectra files written by the tests themselves: MGF and mzML (GeMS-layout HDF5:
+``megatron_nexa.testing.write_gems``)."""
 import base64
 import gzip
 
-import h5py
 import numpy as np
 
 
@@ -74,27 +74,3 @@ def write_mzml(path, scans):
     path.write_text('<?xml version="1.0" encoding="utf-8"?>\n<mzML xmlns="http://psi.hupo.org/ms/mzml" version="1.1.0">'
                     f'<run id="r"><spectrumList count="{len(scans)}">{"".join(body)}</spectrumList></run></mzML>')
 
-
-def write_gems(path, n, peaks=16, seed=0, run_column="name", chunk_rows=4096):
-    """A GeMS-layout file: top peaks in ascending m/z, zero-padded at the end, runs of ~50 spectra."""
-    rng = np.random.default_rng(seed)
-    with h5py.File(path, "w") as f:
-        spec = f.create_dataset("spectrum", (n, 2, peaks), dtype="f4", chunks=(min(n, chunk_rows), 2, peaks))
-        prec = f.create_dataset("precursor_mz", (n,), dtype="f4")
-        rt = f.create_dataset("RT", (n,), dtype="f4")
-        charge = f.create_dataset("charge", (n,), dtype="i1")
-        names = f.create_dataset(run_column, (n,), dtype=h5py.string_dtype())
-        for a in range(0, n, chunk_rows):
-            b = min(a + chunk_rows, n)
-            m = b - a
-            count = rng.integers(1, peaks + 1, m)
-            mz = np.sort(rng.uniform(50, 900, (m, peaks)).astype("f4"), axis=1)
-            inten = rng.uniform(0.01, 1, (m, peaks)).astype("f4")
-            pad = np.arange(peaks)[None, :] >= count[:, None]
-            mz[pad] = 0
-            inten[pad] = 0
-            spec[a:b] = np.stack([mz, inten], axis=1)
-            prec[a:b] = rng.uniform(100, 1000, m)
-            rt[a:b] = rng.uniform(0, 1200, m)
-            charge[a:b] = 1
-            names[a:b] = [f"run{(a + i) // 50}" for i in range(m)]

@@ -138,8 +138,8 @@ def test_zero3_engine_trains_on_nccl(parallel):
     """The real engine (megatron-core encoder, DeepSpeed ZeRO-3, bf16) on CUDA/NCCL: loss falls on a fixed batch."""
     import torch.distributed as dist
 
-    from benchmarks.train_step import engine_step, synthetic_batch
     from megatron_nexa.engine.setup import build, destroy
+    from megatron_nexa.testing import engine_step, synthetic_batch
 
     cfg = load_config(REPO / "configs/model/small.yaml",
                       ["train.micro_batch_size=16", "train.global_batch_size=16", "optim.warmup_steps=5",
@@ -154,19 +154,19 @@ def test_zero3_engine_trains_on_nccl(parallel):
 
 
 def test_one_rank_zero3_fetch_does_not_drain_the_gpu(parallel, tmp_path):
-    """``engine.one_rank_fetch``, which ``build`` installs on one rank: DeepSpeed's own one-rank fetch syncs the
-    host once per fetched module (``torch/cuda/streams.py``, RESULTS.md §20); ours does not, same losses."""
+    """``compat.deepspeed.OneRankFetch``, which ``build`` installs on one rank: DeepSpeed's own one-rank fetch syncs the
+    host once per fetched module (``torch/cuda/streams.py``; docs/decisions/0003-one-rank-fetch.md); ours does not,
+    same losses."""
     import json
 
-    from benchmarks.gpu_step import host_waits
-    from benchmarks.train_step import engine_step, synthetic_batch
     from megatron_nexa.compat.deepspeed import OneRankFetch as one_rank_fetch
     from megatron_nexa.engine.setup import build, destroy
+    from megatron_nexa.testing import engine_step, host_waits, synthetic_batch
     from tests.conftest import zero3_every_parameter_partitioned
 
     ds = zero3_every_parameter_partitioned()
     # No prefetch: the small model fits one prefetch bucket, so DeepSpeed would fetch it all through one handle and
-    # wait once a step (H200, 2026-11-27: 2 waits either way); the 3B's layers each take their own (47 waits, §20).
+    # wait once a step (2 waits either way on an H200); the 3B's layers each take their own handle (47 waits a step).
     ds["zero_optimization"]["stage3_prefetch_bucket_size"] = 0
     (tmp_path / "ds.json").write_text(json.dumps(ds))
     cfg = load_config(REPO / "configs/model/small.yaml", ["train.micro_batch_size=8", "train.global_batch_size=8"])

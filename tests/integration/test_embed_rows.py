@@ -6,7 +6,8 @@ import torch
 
 from megatron_nexa.data.filters import PreprocessSettings
 from tests.conftest import REPO
-from tests.spectra_files import write_gems, write_mgf, write_mzml
+from megatron_nexa.testing import write_gems
+from tests.spectra_files import write_mgf, write_mzml
 
 
 @pytest.fixture(scope="module")

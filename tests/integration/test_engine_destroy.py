@@ -1,6 +1,6 @@
 """``engine.setup.destroy`` frees a ZeRO-3 engine: DeepSpeed's own ``destroy()`` leaves it referenced from module
 globals, so each engine a process builds stays in memory with its optimiser state (the GPU benchmark lost
-4–7 GiB per engine at the 3B/7B widths, benchmarks/RESULTS.md §5)."""
+4–7 GiB per engine at the 3B/7B widths)."""
 import json
 import subprocess
 import sys
@@ -9,7 +9,7 @@ from tests.conftest import REPO, child_env
 
 DRIVER = """
 import gc, json, sys, weakref
-from benchmarks.train_step import engine_step, synthetic_batch
+from megatron_nexa.testing import engine_step, synthetic_batch
 from megatron_nexa.config import load_config
 from megatron_nexa.engine.setup import build, destroy
 alive = {}

@@ -1,4 +1,5 @@
-"""benchmarks/host_time.py and host_step.py keep running (their numbers are benchmarks, not pass/fail criteria)."""
+"""benchmarks/host_time.py and host_step.py keep running (their numbers are benchmarks, not pass/fail criteria),
+and host_step partitions the tiny layers as ZeRO-3 partitions the 3B's."""
 import json
 import subprocess
 import sys
@@ -14,45 +15,32 @@ def test_host_time_prints_every_row():
     assert "with torch's linear (not shipped)" in run.stdout
 
 
-def test_host_step_prints_every_variant():
-    run = subprocess.run([sys.executable, "benchmarks/host_step.py", "--depths", "1", "2", "--variants", "amp", "zero3",
-                          "--steps", "1", "--repeats", "1"],
-                         cwd=REPO, env=child_env(DS_ACCELERATOR="cpu"), capture_output=True, text=True, timeout=300)
+def host_step(*args: str) -> str:
+    run = subprocess.run([sys.executable, "benchmarks/host_step.py", "--depths", "1", "2", "--steps", "1", "--repeats", "1",
+                          *args], cwd=REPO, env=child_env(DS_ACCELERATOR="cpu"), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    rows = [line.split() for line in run.stdout.splitlines() if line.strip().startswith(("amp ", "zero3 "))]
-    assert [r[0] for r in rows] == ["amp", "zero3"] and rows[0][6] == "1.00", run.stdout
-    assert int(rows[1][-2]) > int(rows[0][-2]) > 0, run.stdout  # ZeRO-3 makes more Python calls a layer
+    return run.stdout
 
 
-PARTITIONED = """
-import json, tempfile
-from pathlib import Path
-from benchmarks import gpu_step, gpu_variants, host_step
-out = {}
-for scaled in (False, True):
-    variant = gpu_variants.VARIANTS["zero3"]
-    cfg = gpu_variants.variant_config("tiny", 2, 4, variant)
-    variant = host_step.at_width(variant, cfg) if scaled else variant
-    with tempfile.TemporaryDirectory() as tmp:
-        engine, _, close = gpu_step.build_variant(cfg, variant, Path(tmp))
-        names = [n for n, p in engine.module.named_parameters() if ".layers.0." in n and not p.ds_persist]
-        out[str(scaled)] = sorted(n.split(".layers.0.")[1] for n in names)
-        close()
-print(json.dumps(out))
-"""
+def partitioned(out: str, variant: str) -> list[str]:
+    line = next(line for line in out.splitlines() if line.strip().startswith(f"{variant}: ZeRO-3 partitions"))
+    names = line.split("partitions of each layer:")[1].strip()
+    return [] if names == "nothing" else names.split(", ")
 
 
-def test_host_step_partitions_the_tiny_layers_as_the_3b():
-    """At DeepSpeed's own element counts ZeRO-3 keeps every tiny parameter whole (under the persistence threshold);
-    scaled to the tiny layer, it partitions the four weight matrices and keeps biases and norms, as at the 3B."""
-    run = subprocess.run([sys.executable, "-c", PARTITIONED], cwd=REPO, env=child_env(DS_ACCELERATOR="cpu"),
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    partitioned = json.loads(run.stdout.strip().splitlines()[-1])
-    assert partitioned["False"] == []
-    assert partitioned["True"] == at_3b_over_the_shipped_threshold() == [
+def test_host_step_prints_every_variant_and_partitions_the_tiny_layers_as_the_3b():
+    """Scaled to the tiny layer, ZeRO-3 partitions its four weight matrices and keeps biases and norms whole, as at
+    the 3B; at DeepSpeed's own element counts (``--unscaled``) every tiny parameter is under the persistence
+    threshold and nothing would be fetched."""
+    out = host_step("--variants", "amp", "zero3")
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith(("amp ", "zero3 "))]
+    assert [r[0] for r in rows] == ["amp", "zero3"] and rows[0][6] == "1.00", out
+    assert int(rows[1][-2]) > int(rows[0][-2]) > 0, out  # ZeRO-3 makes more Python calls a layer
+    assert partitioned(out, "zero3") == at_3b_over_the_shipped_threshold() == [
         "mlp.linear_fc1.weight", "mlp.linear_fc2.weight",
         "self_attention.linear_proj.weight", "self_attention.linear_qkv.weight"]
+    assert not any(line.strip().startswith("amp: ") for line in out.splitlines())
+    assert partitioned(host_step("--variants", "zero3", "--unscaled"), "zero3") == []
 
 
 def at_3b_over_the_shipped_threshold() -> list[str]:

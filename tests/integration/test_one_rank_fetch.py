@@ -1,4 +1,4 @@
-"""``engine.one_rank_fetch``: a one-rank ZeRO-3 engine fetches its parameters without DeepSpeed's host sync.
+"""``compat.deepspeed.OneRankFetch``: a one-rank ZeRO-3 engine fetches its parameters without DeepSpeed's host sync.
 ``build`` installs it; the parameters it marks available must be the ones DeepSpeed would, so an engine that
 partitions every parameter trains to the same losses with DeepSpeed's own ``wait`` put back."""
 import json
@@ -9,7 +9,7 @@ from tests.conftest import REPO, child_env, zero3_every_parameter_partitioned
 
 DRIVER = """
 import json, sys
-from benchmarks.train_step import engine_step, synthetic_batch
+from megatron_nexa.testing import engine_step, synthetic_batch
 from deepspeed.runtime.zero import partition_parameters as pp
 from megatron_nexa.config import load_config
 from megatron_nexa.compat.deepspeed import OneRankFetch as one_rank_fetch

@@ -1,6 +1,6 @@
 """ZeRO-3 leaf modules (ds_configs/zero3*.json: each transformer layer and each head fetched whole, with one
 set of hooks) change speed only: losses equal those of per-submodule fetching, with and without
-recompute, and with the layer's two halves as leaves (the configuration before NexaTransformerLayer). Every loss
+recompute, and with the layer's two halves (attention, MLP) as leaves. Every loss
 term is on, so each head (and the masked-peak head's second use, on [CLS]) is exercised."""
 import json
 import subprocess
@@ -13,7 +13,7 @@ from tests.conftest import REPO, child_env, zero3_every_parameter_partitioned
 DRIVER = """
 import json, sys
 import torch
-from benchmarks.train_step import engine_step, synthetic_batch
+from megatron_nexa.testing import engine_step, synthetic_batch
 from megatron_nexa.config import load_config
 from megatron_nexa.engine.setup import build
 cfg = load_config("configs/model/tiny.yaml", sys.argv[2:])

@@ -152,8 +152,9 @@ def test_megatron_encoder_equals_reference(parallel, tiny_cfg, backend, linear_b
 
 
 def test_encoder_traces_as_one_graph(parallel, tiny_cfg):
-    """torch.compile sees the whole megatron-core encoder as one graph: megatron's RowParallelLinear no longer
-    warns on every call (``NexaRowParallelLinear``), token types compare as ints, the mask needs no factories."""
+    """torch.compile sees the whole megatron-core encoder as one graph: the row-parallel linear does not warn on
+    every call as megatron's does (``NexaRowParallelLinear``), token types compare as ints, the mask needs no
+    factories."""
     from megatron_nexa.model.encoder import NexaEncoder
 
     torch.manual_seed(0)
@@ -298,7 +299,8 @@ def test_recompute_gelu_changes_memory_not_math(parallel, tiny_cfg):
 
 def test_compiled_layers_recompute_the_gelu_too(parallel, tiny_cfg):
     """Under ``train.compile`` (inductor) AOTAutograd's partitioner decides what the layer saves: it must not move
-    the GELU back into the forward and save its output (it did, until ``gelu_weight_grad`` hid it in the backward)."""
+    the GELU back into the forward and save its output, as it does when the backward computes the GELU as the
+    forward does (``gelu_weight_grad`` keeps it in the backward)."""
     from megatron_nexa.model.encoder import NexaEncoder
     from tests.unit.test_cluster_plan import saved_bytes
 

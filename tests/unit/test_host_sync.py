@@ -1,4 +1,5 @@
-"""The training step's model and loss code never makes the host wait for the GPU (RESULTS.md §8-9)."""
+"""The training step's model and loss code never makes the host wait for the GPU: a wait stops the host launching
+work until the GPU has caught up, and at the pilot's micro-batch the host bounds the forward (docs/performance.md)."""
 import pytest
 import torch
 

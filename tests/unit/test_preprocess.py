@@ -12,7 +12,8 @@ from megatron_nexa.data.filters import PreprocessSettings, filter_chunk
 from megatron_nexa.data.preprocess import JobOptions, preprocess
 from megatron_nexa.data.spectrum import SpectraChunk, pad_peak_lists
 from megatron_nexa.data.version import DatasetVersion
-from tests.spectra_files import random_spectra, write_gems, write_mgf, write_mzml
+from megatron_nexa.testing import write_gems
+from tests.spectra_files import random_spectra, write_mgf, write_mzml
 
 QUIET = JobOptions(progress=False)
 

@@ -12,7 +12,8 @@ from megatron_nexa.cli.preprocess import main as preprocess_main
 from megatron_nexa.data.filters import PreprocessSettings
 from megatron_nexa.data.preprocess import JobOptions, preprocess
 from tests.conftest import REPO
-from tests.spectra_files import random_spectra, write_gems, write_mgf, write_mzml
+from megatron_nexa.testing import write_gems
+from tests.spectra_files import random_spectra, write_mgf, write_mzml
 
 QUIET = JobOptions(progress=False)
 
