@@ -25,6 +25,7 @@ setup(
         "pyteomics>=4.7",
         "lxml>=5",
         "h5py>=3.10",
+        "packaging>=23",  # compat/: the version range each seam to a library's internals was written for
     ],
     extras_require={
         "hf": ["transformers>=4.45", "safetensors>=0.4", "huggingface_hub>=0.24"],

@@ -21,6 +21,7 @@ LAYERS = [
                                                                                                     ["deepspeed"]),
     ("plan",       ["plan", "cluster_plan"],                      ["config", "model"],              ["deepspeed", "megatron"]),
     ("engine",     ["engine"],                                    ["config", "util", "compat", "data", "model"], []),
+    ("testing",    ["testing"],                                   ["config", "util", "data", "model"], ["deepspeed"]),
     ("convert",    ["convert"],                                   ["config", "model"],              []),  # see below
     ("inference",  ["inference", "inference_inputs"],            ["config", "util", "data"],       ["deepspeed", "megatron"]),
     ("downstream", ["downstream"],                                ["config", "util", "data"],       ["deepspeed", "megatron"]),
@@ -29,7 +30,8 @@ LAYERS = [
     ("finetune",   ["finetune"],                                  ["config", "util", "data", "model", "engine", "convert",
                                                                    "downstream"],                   []),
     ("cli",        ["cli", ""],  # "": the package's own __init__ (``megatron_nexa.embed``)
-                   ["config", "util", "compat", "data", "model", "plan", "engine", "convert", "inference", "downstream",
+                   ["config", "util", "compat", "data", "model", "plan", "engine", "testing", "convert", "inference",
+                    "downstream",
                     "eval", "finetune"],                                                            []),
 ]
 # Inside data/: preprocessing (offline) and training data (online) share the dataset format, not each other.

@@ -141,7 +141,8 @@ def history(text: str, json_file: bool = False) -> list[str]:
 
 
 def test_no_history_in_code_configs_or_recorded_json():
-    bad = {str(p.relative_to(REPO)): found for p in repo_files(*SCANNED) if p.suffix in CODE and p != THIS
+    checkers = {THIS, REPO / "tests/unit/test_docs.py"}  # they spell out the words they look for
+    bad = {str(p.relative_to(REPO)): found for p in repo_files(*SCANNED) if p.suffix in CODE and p not in checkers
            for found in [history(p.read_text(errors="replace"), p.suffix == ".json")] if found}
     assert bad == {}
 
