@@ -433,7 +433,10 @@ def parse_overrides(overrides: list[str]) -> dict:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError:  # not YAML: the text as typed (a path such as @runs/x); a wrong type is named later
+            node[leaf] = raw
     return out
 
 

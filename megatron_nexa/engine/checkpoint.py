@@ -116,25 +116,33 @@ class Checkpointer:
             if not (p / COMPLETE).exists():  # debris of a save that was killed
                 shutil.rmtree(p, ignore_errors=True)
 
+    def _set_aside(self, tag: str) -> Path:
+        """Move a rejected checkpoint to ``rejected/``, under a name no earlier rejection of the same tag has taken."""
+        (self.dir / REJECTED).mkdir(exist_ok=True)
+        dest, n = self.dir / REJECTED / tag, 1
+        while dest.exists():
+            n += 1
+            dest = self.dir / REJECTED / f"{tag}.{n}"
+        shutil.move(str(self.dir / tag), str(dest))
+        return dest
+
     def _choose(self) -> str | None:
         """The newest complete checkpoint that passes on every rank; newer ones that fail are moved aside."""
         tags = self.complete_tags()
         recorded = (self.dir / LATEST).read_text().strip() if (self.dir / LATEST).is_file() else None
         if tags and recorded != tags[-1]:
-            self.warn(f"{self.dir / LATEST} names {recorded!r}; the newest complete checkpoint is {tags[-1]}")
+            said = f"names {recorded!r}" if recorded else "is missing"
+            self.warn(f"{self.dir / LATEST} {said}; the newest complete checkpoint is {tags[-1]}")
         rejected = []
         for tag in reversed(tags):
             why = problem(self.dir / tag)
             ok = torch.tensor([0.0 if why else 1.0])
             all_reduce_host(ok, op=dist.ReduceOp.MIN)
             if ok.item() == 1.0:
-                if rejected and self.rank == 0:
-                    (self.dir / REJECTED).mkdir(exist_ok=True)
-                    for bad, _ in rejected:
-                        shutil.move(str(self.dir / bad), str(self.dir / REJECTED / bad))
-                for bad, reason in rejected:
-                    self.warn(f"checkpoint {bad} rejected: {reason}; moved to {self.dir / REJECTED / bad}; "
-                              f"resuming from {tag}")
+                if self.rank == 0:
+                    for bad, reason in rejected:
+                        self.warn(f"checkpoint {bad} rejected: {reason}; moved to {self._set_aside(bad)}; "
+                                  f"resuming from {tag}")
                 dist.barrier()
                 return tag
             rejected.append((tag, why or "failed the check on another rank"))

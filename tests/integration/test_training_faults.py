@@ -185,7 +185,7 @@ def test_a_missing_latest_resumes_from_the_newest_complete_checkpoint(massbank, 
     shutil.rmtree(run / "checkpoints/step_00000006")  # as if stopped after the step-4 save
     _, events = finish_and_compare(massbank, run, {5: reference[1][5], 6: reference[1][6]})
     assert resumed_from(run) == ["step_00000004"]
-    assert any(e["event"] == "warning" and "latest names None" in e["message"] for e in events)
+    assert any(e["event"] == "warning" and "latest is missing; the newest complete checkpoint is step_00000004" in e["message"] for e in events)
 
 
 def test_a_truncated_checkpoint_is_named_set_aside_and_the_one_before_it_used(massbank, reference, tmp_path):

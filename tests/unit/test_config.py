@@ -58,6 +58,11 @@ def test_errors_name_where_the_value_came_from(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(MODELS / "tiny.yaml", ["data.sources=[{path: ''}]"])
     assert str(err.value).startswith("command line \"data.sources=[{path: ''}]\": data.sources[0].path: is empty")
+    cfg = load_config(MODELS / "tiny.yaml", ["--train.run_dir=@runs/x"])  # not YAML: taken as typed
+    assert cfg.train.run_dir == "@runs/x"
+    with pytest.raises(ConfigError) as err:
+        load_config(MODELS / "tiny.yaml", ["--data.sources=[{path: x"])
+    assert str(err.value).startswith("command line '--data.sources=[{path: x': data.sources: expected a list")
     (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
         load_config(tmp_path / "broken.yaml")
