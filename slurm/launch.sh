@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source slurm/env.sh
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+  echo "usage: slurm/launch.sh CONFIG [DS_CONFIG] [--key=value …]   (HOSTFILE=hosts: deepspeed --hostfile; else torchrun, GPUS=N)"
+  exit 0
+fi
 config="${1:?usage: slurm/launch.sh CONFIG [DS_CONFIG] [--key=value …]}"; shift
 ds_config="ds_configs/zero3.json"
 if [ $# -gt 0 ] && [[ "$1" == *.json ]]; then ds_config="$1"; shift; fi

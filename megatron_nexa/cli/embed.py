@@ -1,6 +1,6 @@
 """``nexa-embed MODEL INPUT… --out emb.npy``: embeddings of MGF/mzML/GeMS spectra with a Hugging Face model
 ([CLS], or with ``--pooling mean`` the mean of the peak tokens). Row i is input record i, always (NaN if it
-cannot be embedded); ``OUT.records.tsv`` says which record each row is, and why a row is NaN."""
+cannot be embedded); ``emb.records.tsv`` beside ``--out emb.npy`` says which record each row is, and why a row is NaN."""
 import argparse
 import sys
 from pathlib import Path
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", help="a Hugging Face folder written by nexa-convert to-hf")
     p.add_argument("inputs", nargs="+", help="MGF/mzML files (gzipped or not), GeMS HDF5")
     p.add_argument("--out", required=True, help="output .npy, one row per input record (NaN if not embeddable); "
-                                                "OUT.records.tsv beside it names the record of each row")
+                                                "OUT.records.tsv beside it (emb.records.tsv for emb.npy) names the record of each row")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--pooling", choices=["cls", "mean"], default="cls",

@@ -29,7 +29,7 @@ def require(package: str, supported: str) -> str:
     if SpecifierSet(supported).contains(Version(found), prereleases=True):
         return found
     message = (f"{package} {found} is installed; megatron_nexa's compat.{package.split('-')[0]} supports "
-               f"{package}{supported} (it relies on private internals of exactly those releases)")
+               f"{package}{supported} (it relies on private internals of the releases in that range)")
     if os.environ.get(ALLOW_UNTESTED) == "1":
         warnings.warn(message, stacklevel=2)
         return found
