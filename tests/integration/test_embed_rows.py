@@ -1,11 +1,17 @@
 """embed() / nexa-embed: one row per input record in input order, counted remarks on what the model cannot see
-as given, input checks in the exported model, and the training model accepted. A random tiny model is enough."""
+as given, input checks in the exported model, the training model accepted, and the encoder loaded from a
+pretraining export without a load report. A random tiny model is enough."""
+import json
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import torch
 
 from megatron_nexa.data.filters import PreprocessSettings
-from tests.conftest import REPO
+from tests.conftest import REPO, child_env
 from megatron_nexa.testing import write_gems
 from tests.spectra_files import write_mgf, write_mzml
 
@@ -197,3 +203,44 @@ def test_embed_accepts_the_megatron_core_training_model(parallel, tiny):
     got = embed(spectra, training, preprocessing=PreprocessSettings())
     np.testing.assert_allclose(got, embed(spectra, hf), atol=1e-5)
     assert training.training  # left in the mode it was given in
+
+
+# embed() and the encoder alone (AutoModel), then the whole pretraining model with its loading info, then the encoder
+# from a copy of the export with one stray weight; a marker line on stderr between the quiet part and the last
+QUIET_LOAD = textwrap.dedent("""
+    import json, shutil, sys
+    import numpy as np
+    from safetensors.torch import load_file, save_file
+    import torch
+    from transformers import AutoModel, AutoModelForPreTraining
+    import megatron_nexa
+
+    hf, stray = sys.argv[1], sys.argv[2]
+    emb = megatron_nexa.embed([(np.array([100.0, 150.0]), np.array([1.0, 0.5]), 300.0)], model=hf)
+    _, encoder = AutoModel.from_pretrained(hf, trust_remote_code=True, output_loading_info=True)
+    _, whole = AutoModelForPreTraining.from_pretrained(hf, trust_remote_code=True, output_loading_info=True)
+    print(json.dumps({"rows": len(emb), "encoder": {k: sorted(map(str, v)) for k, v in encoder.items()},
+                      "pretraining": {k: sorted(map(str, v)) for k, v in whole.items()}}), flush=True)
+    print("---- stray", file=sys.stderr, flush=True)
+    shutil.copytree(hf, stray)
+    state = load_file(f"{stray}/model.safetensors")
+    save_file({**state, "encoder.stray.weight": torch.zeros(2)}, f"{stray}/model.safetensors", metadata={"format": "pt"})
+    AutoModel.from_pretrained(stray, trust_remote_code=True)
+""")
+
+
+def test_encoder_loads_from_a_pretraining_export_without_a_load_report(tiny, tmp_path):
+    """An export holds the pretraining heads; AutoModel (the encoder, what embed() loads) leaves them out without
+    transformers' load report listing them as UNEXPECTED; AutoModelForPreTraining still loads every weight; a weight
+    that is neither the encoder's nor a head's is still reported."""
+    out = subprocess.run([sys.executable, "-c", QUIET_LOAD, str(tiny[2]), str(tmp_path / "stray")], cwd=REPO,
+                         env=child_env(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    quiet, _, stray = out.stderr.partition("---- stray")
+    assert "LOAD REPORT" not in quiet + out.stdout and "UNEXPECTED" not in quiet + out.stdout, quiet[-3000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["rows"] == 1
+    assert info["encoder"]["missing_keys"] == [] and info["encoder"]["unexpected_keys"] == []
+    assert all(not v for v in info["pretraining"].values()), info["pretraining"]  # no missing, unexpected, mismatched
+    assert "LOAD REPORT" in stray and "stray.weight" in stray and "UNEXPECTED" in stray, stray[-3000:]
