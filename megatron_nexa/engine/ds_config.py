@@ -31,8 +31,12 @@ def reconcile(ds: dict, cfg: RunConfig, dp_size: int, source: str = "ds_config")
     t = cfg.train
     per_step = t.micro_batch_size * dp_size
     if t.global_batch_size % per_step:
+        fits = [m for m in range(t.micro_batch_size, 0, -1) if t.global_batch_size % (m * dp_size) == 0]
+        hint = (f"; the global batch is the recipe, so on {dp_size} ranks set --train.micro_batch_size={fits[0]}"
+                if fits else "")
         raise ConfigError(f"train.global_batch_size={t.global_batch_size} is not a multiple of micro_batch_size "
-                          f"({t.micro_batch_size}) x data-parallel size ({dp_size}) = {per_step}")
+                          f"({t.micro_batch_size}) x data-parallel size ({dp_size}) = {per_step}{hint}",
+                          "train.global_batch_size")
     ds = fill_batch_settings(ds, {
         "train_micro_batch_size_per_gpu": (t.micro_batch_size, "train.micro_batch_size"),
         "gradient_accumulation_steps": (t.global_batch_size // per_step,
