@@ -15,10 +15,25 @@ from pathlib import Path
 from megatron_nexa.config import ConfigError, Recompute, RunConfig
 
 
-def load_ds_config(path: str | Path) -> dict:
+SHIPPED = Path(__file__).resolve().parents[2] / "ds_configs"
+
+
+def find_ds_config(path: str | Path) -> Path:
+    """``path`` as given, or a bare name (``zero3.json``, ``zero3``) of a shipped config in ``ds_configs/``, as the
+    usual command line ``deepspeed pretrain_nexa.py --ds_config zero3.json`` names it."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"DeepSpeed config not found: {p}")
+    if p.is_file():
+        return p
+    if p.parent == Path("."):
+        for candidate in (Path("ds_configs") / p.name, SHIPPED / p.name, SHIPPED / f"{p.name}.json"):
+            if candidate.is_file():
+                return candidate
+    shipped = sorted(q.name for q in SHIPPED.glob("*.json"))
+    raise ConfigError(f"DeepSpeed config not found: {p}" + (f" (shipped: {', '.join(shipped)})" if shipped else ""))
+
+
+def load_ds_config(path: str | Path) -> dict:
+    p = find_ds_config(path)
     try:
         return json.loads(p.read_text())
     except json.JSONDecodeError as e:

@@ -81,3 +81,12 @@ def test_schedule_and_weight_decay_groups(parallel):
     again = WarmupCosine(opt, c.optim, total_steps=110)
     again.load_state_dict(sched.state_dict())
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
+
+
+def test_a_bare_name_finds_the_shipped_config(tmp_path, monkeypatch):
+    """``deepspeed pretrain_nexa.py --ds_config zero3.json``, as the usual command line has it, from any directory."""
+    monkeypatch.chdir(tmp_path)
+    assert load_ds_config("zero3.json") == load_ds_config(REPO / "ds_configs/zero3.json")
+    assert load_ds_config("zero3_cpu") == load_ds_config(REPO / "ds_configs/zero3_cpu.json")
+    with pytest.raises(ConfigError, match=r"DeepSpeed config not found: zero4.json \(shipped: .*zero3.json"):
+        load_ds_config("zero4.json")
