@@ -13,16 +13,16 @@ setup(
     packages=find_packages(include=["megatron_nexa", "megatron_nexa.*"]),
     package_data={"megatron_nexa.convert": ["hf_templates/*.txt"]},
     install_requires=[
-        "torch>=2.4",  # CPU machines: torch==2.13.0, installed first (Makefile); clusters: their CUDA build
+        "torch>=2.5,<3",  # SDPA enable_gqa needs 2.5; CPU machines: torch==2.13.0, installed first (Makefile); clusters: their CUDA build
         "deepspeed>=0.19,<0.20",
-        "megatron-core==0.16.1",  # newest release for Python 3.11
+        "megatron-core>=0.16.1,<0.17",  # 0.16.1: the newest release for Python 3.11
         "numpy>=1.26",
         "pyarrow>=15",
         "pyyaml>=6",
         "wandb>=0.17",
         "tqdm>=4.66",
         "fsspec>=2024.6",
-        "pyteomics>=4.7",
+        "pyteomics>=4.7,<6",
         "lxml>=5",
         "h5py>=3.10",
         "packaging>=23",  # compat/: the version range each seam to a library's internals was written for

@@ -3,7 +3,7 @@ import torch
 
 from megatron_nexa.compat import require
 
-SUPPORTED = ">=2.4,<3"
+SUPPORTED = ">=2.5,<3"  # SDPA's enable_gqa (model/core_attention.py) needs 2.5
 VERSION = require("torch", SUPPORTED)
 
 # torch's linear kernel itself, beneath any Python wrapper of ``F.linear``: DeepSpeed's ZeRO-3 replaces

@@ -100,3 +100,18 @@ def test_mgf_record_parser_applies_the_header():
     spec = parse(["BEGIN IONS\n", "PEPMASS=500.5\n", "100.0 10\n", "200.0 20\n", "END IONS\n"])
     assert spec["params"]["pepmass"][0] == 500.5 and spec["params"]["charge"] == [2]
     torch.testing.assert_close(torch.as_tensor(spec["m/z array"]), torch.tensor([100.0, 200.0], dtype=torch.float64))
+
+
+def test_the_supported_ranges_are_the_ones_setup_py_installs():
+    """Each seam's version range is what setup.py asks pip for, so an install can never land outside it."""
+    import re
+
+    from megatron_nexa.compat import deepspeed, megatron, pyteomics
+    from megatron_nexa.compat import torch as compat_torch
+    from tests.conftest import REPO
+
+    setup = (REPO / "setup.py").read_text()
+    for package, module in (("torch", compat_torch), ("deepspeed", deepspeed), ("megatron-core", megatron),
+                            ("pyteomics", pyteomics)):
+        spec = re.search(rf'"{re.escape(package)}([<>=!~][^"]*)"', setup).group(1)
+        assert spec == module.SUPPORTED, package
