@@ -42,7 +42,7 @@ def encoder(cfg, stock_linears: bool):
         layer_specs.NexaColumnParallelLinear, layer_specs.NexaRowParallelLinear = ColumnParallelLinear, RowParallelLinear
     try:
         torch.manual_seed(0)
-        return NexaEncoder(cfg.model, use_transformer_engine=False).train()
+        return NexaEncoder(cfg.model).train()  # model.transformer_impl: local by default
     finally:
         layer_specs.NexaColumnParallelLinear, layer_specs.NexaRowParallelLinear = ours
 

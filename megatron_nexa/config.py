@@ -34,6 +34,13 @@ class AttentionBackend(str, enum.Enum):
     LOCAL = "local"  # megatron-core's unfused DotProductAttention (reference, ~1.3x slower on H200)
 
 
+class TransformerImpl(str, enum.Enum):
+    """The layers' linears and norms: an explicit choice, never switched by what happens to be installed."""
+
+    LOCAL = "local"  # our megatron-core spec: recomputed exact GELU, LinearKeepingWeight (the measured default)
+    TE = "te"  # Transformer Engine's fused LayerNorm + Linear; megatron's stock MLP (its GELU output saved)
+
+
 class Recompute(str, enum.Enum):
     """Activation recompute, passed to megatron-core's TransformerConfig."""
 
@@ -84,6 +91,7 @@ class ModelConfig:
     # default: docs/decisions/0008-linear-bias-kept.md.
     linear_bias: bool = True
     attention_backend: AttentionBackend = AttentionBackend.SDPA  # docs/decisions/0001-sdpa-core-attention.md
+    transformer_impl: TransformerImpl = TransformerImpl.LOCAL
     recompute: Recompute = Recompute.NONE  # docs/decisions/0005-no-activation-recompute-by-default.md
     # The MLP's GELU re-run in the backward instead of its output saved: 8·s·b·h bytes a layer less, a quarter of the
     # layer's activations, for one elementwise pass (docs/decisions/0004-recomputed-gelu.md). Local layer spec only.

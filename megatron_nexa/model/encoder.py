@@ -9,7 +9,7 @@ from megatron.core.transformer.transformer_block import TransformerBlock
 from megatron.core.transformer.transformer_config import TransformerConfig
 from torch import nn
 
-from megatron_nexa.config import ModelConfig, Recompute
+from megatron_nexa.config import ConfigError, ModelConfig, Recompute, TransformerImpl
 from megatron_nexa.model.attention_mask import spectral_attention_mask
 from megatron_nexa.model.embeddings import SpectrumEmbedding
 from megatron_nexa.model.layer_specs import layer_spec, transformer_engine_available
@@ -49,12 +49,13 @@ def transformer_config(cfg: ModelConfig, params_dtype: torch.dtype = torch.float
 
 
 class NexaEncoder(nn.Module):
-    def __init__(self, cfg: ModelConfig, params_dtype: torch.dtype = torch.float32,
-                 use_transformer_engine: bool | None = None):
-        """``use_transformer_engine=None``: TE's fused linears when TE is installed (CUDA clusters)."""
+    def __init__(self, cfg: ModelConfig, params_dtype: torch.dtype = torch.float32):
+        """``cfg.transformer_impl`` picks the layers; ``te`` without Transformer Engine installed is a config error."""
         super().__init__()
-        if use_transformer_engine is None:
-            use_transformer_engine = transformer_engine_available()
+        use_transformer_engine = cfg.transformer_impl == TransformerImpl.TE
+        if use_transformer_engine and not transformer_engine_available():
+            raise ConfigError("model.transformer_impl: 'te' needs Transformer Engine (pip install "
+                              "transformer_engine[pytorch]); 'local' needs nothing more", "model.transformer_impl")
         self.cfg = cfg
         self.embedding = SpectrumEmbedding(cfg)
         self.transformer = TransformerBlock(transformer_config(cfg, params_dtype),

@@ -334,3 +334,18 @@ def test_compiled_layers_share_one_graph_and_match_eager(parallel, tiny_cfg):
         torch.testing.assert_close(b.grad, a.grad, msg=name)
     assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])  # three layers, one graph
     assert set(compiled.state_dict()) == set(eager.state_dict())
+
+
+def test_transformer_engine_is_an_explicit_choice(parallel, tiny_cfg, monkeypatch):
+    """``te`` is never switched on by an import that succeeds, and without Transformer Engine it is a config error."""
+    import megatron_nexa.model.encoder as encoder_module
+    from megatron_nexa.config import ConfigError, TransformerImpl
+    from megatron_nexa.model.encoder import NexaEncoder
+
+    monkeypatch.setattr(encoder_module, "transformer_engine_available", lambda: True)
+    local = NexaEncoder(tiny_cfg.model)
+    assert "TE" not in type(local.transformer.layers[0].self_attention.linear_qkv).__name__
+    monkeypatch.setattr(encoder_module, "transformer_engine_available", lambda: False)
+    tiny_cfg.model.transformer_impl = TransformerImpl.TE
+    with pytest.raises(ConfigError, match="model.transformer_impl: 'te' needs Transformer Engine"):
+        NexaEncoder(tiny_cfg.model)
