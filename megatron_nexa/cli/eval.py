@@ -8,19 +8,45 @@ import sys
 from pathlib import Path
 
 
+def _at_least(low: float, kind=int, strict: bool = False):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {text}")
+        return value
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="nexa-eval", description=__doc__)
     p.add_argument("--model", required=True, help="a Hugging Face folder written by nexa-convert to-hf")
     p.add_argument("--data", required=True, help="a dataset version (split by InChIKey block)")
-    p.add_argument("--max-train", type=int, default=20000)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--seeds", type=int, default=3, help="fit every head this many times (mean, SD between seeds)")
-    p.add_argument("--max-retrieval", type=int, default=2500,
+    p.add_argument("--max-train", type=_at_least(0), default=20000, help="0 = all")
+    p.add_argument("--epochs", type=_at_least(1), default=30)
+    p.add_argument("--seeds", type=_at_least(1), default=3,
+                   help="fit every head this many times (mean, SD between seeds)")
+    p.add_argument("--max-retrieval", type=_at_least(0), default=2500,
                    help="retrieval library: at most this many test spectra (matchms scores every pair); 0 = all")
-    p.add_argument("--ppm", type=float, default=10.0, help="candidate structures: mass within this of the query's")
+    p.add_argument("--ppm", type=_at_least(0.0, float, strict=True), default=10.0,
+                   help="candidate structures: mass within this of the query's")
     p.add_argument("--out", help="write the results as JSON here too")
     p.add_argument("--figure", help="write the PNG figure here (default: beside --out, .png)")
     args = p.parse_args(argv)
+    from megatron_nexa.cli.errors import user_error
+    from megatron_nexa.cli.inputs import InputError, dataset_version, hf_export, output_file
+
+    figure = args.figure or (str(Path(args.out).with_suffix(".png")) if args.out else None)
+    try:  # before torch, transformers or the data are loaded: the run takes minutes to tens of minutes
+        hf_export(args.model, "--model")
+        dataset_version(args.data, "--data", ("train", "val", "test"))
+        for name, path in (("--out", args.out), ("--figure", figure)):
+            if path:
+                output_file(path, name)
+    except InputError as e:
+        return user_error("nexa-eval", e)
     from megatron_nexa.eval.figure import plot_evaluation
     from megatron_nexa.eval.run import evaluate, render
 
@@ -31,7 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
-    figure = args.figure or (str(Path(args.out).with_suffix(".png")) if args.out else None)
     if figure:
         print(f"figure: {plot_evaluation(results, figure)}")
     return 0

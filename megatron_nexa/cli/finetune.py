@@ -18,16 +18,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ds_config", default="ds_configs/zero3_cpu.json", help="DeepSpeed JSON (any ZeRO stage)")
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)
     args, overrides = p.parse_known_args(argv)
-    from megatron_nexa.config import ConfigError, FinetuneConfig, load_dataclass
+    from megatron_nexa.cli.errors import user_error
+    from megatron_nexa.config import ConfigError
 
+    try:  # every input checked before torch, DeepSpeed or the data are loaded
+        cfg = check_inputs(args.config, args.ds_config, overrides)
+    except (ConfigError, OSError) as e:
+        return user_error("nexa-finetune", e)
     from megatron_nexa.finetune.train import Finetuner
 
     try:
-        finetuner = Finetuner(load_dataclass(FinetuneConfig, args.config, overrides), args.ds_config)
-    except ConfigError as e:
-        print(f"nexa-finetune: config error: {e}", file=sys.stderr)
-        return 2
-    cfg = finetuner.cfg
+        finetuner = Finetuner(cfg, args.ds_config)
+    except (ConfigError, ValueError, OSError) as e:  # what only the weights or the data show (a shape, a split)
+        return user_error("nexa-finetune", e)
     results = finetuner.run()
     import torch.distributed as dist
 
@@ -37,6 +40,34 @@ def main(argv: list[str] | None = None) -> int:
     dist.barrier()
     dist.destroy_process_group()
     return 0
+
+
+def check_inputs(config: str, ds_config: str, overrides: list[str]):
+    """The config (YAML and overrides), the DeepSpeed JSON, the ``init`` export, the ``data`` version with the
+    task's splits and ``out_dir``: each wrong one a ``ConfigError`` naming where its value came from."""
+    from megatron_nexa.cli.inputs import InputError, dataset_version, hf_export, output_dir
+    from megatron_nexa.config import ConfigError, FinetuneConfig, Task, load_dataclass
+    from megatron_nexa.engine.ds_config import load_ds_config
+
+    cfg = load_dataclass(FinetuneConfig, config, overrides)
+    load_ds_config(ds_config)
+    splits = ("train", "val", "test") if cfg.task in (Task.RT, Task.CCS) else ("train", "test")
+    for key, check in (("init", lambda: hf_export(cfg.init, "init", code=False)),
+                       ("data", lambda: dataset_version(cfg.data, "data", splits)),
+                       ("out_dir", lambda: output_dir(cfg.out_dir, "out_dir"))):
+        try:
+            check()
+        except InputError as e:
+            raise ConfigError(f"{_source(key, config, overrides)}: {e}", key) from None
+    return cfg
+
+
+def _source(key: str, config: str, overrides: list[str]) -> str:
+    """Where ``key``'s value came from: the last command-line override that set it, else the YAML."""
+    for item in reversed(overrides):
+        if item.removeprefix("--").partition("=")[0] == key:
+            return f"command line {item!r}"
+    return config
 
 
 if __name__ == "__main__":

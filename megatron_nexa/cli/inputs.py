@@ -1,0 +1,82 @@
+"""A command's input paths checked before anything heavy is imported or loaded (torch, DeepSpeed, transformers, the
+data): a missing or wrong path is an ``InputError`` naming it and what is wrong, which the command prints with
+``errors.user_error`` (one line, exit 2), not a traceback seconds or minutes later. Only the standard library and
+the dataset manifest reader are imported here."""
+import json
+from pathlib import Path
+
+from megatron_nexa.data.manifest import MANIFEST, Manifest
+
+HF_CODE = ("configuration_nexa.py", "modeling_nexa.py")  # what AutoModel(trust_remote_code=True) runs
+HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+EXPORT = "a Hugging Face folder written by nexa-convert to-hf"
+
+
+class InputError(ValueError):
+    """An input path is missing or is not what the command takes."""
+
+
+def hf_export(path: str, name: str, code: bool = True) -> Path:
+    """``path`` is a Nexa-Spec Hugging Face export: a folder with ``config.json`` (``model_type`` nexa_spec), the
+    weights and, with ``code``, the modelling code that ``AutoModel`` runs. ``name``: the option or field."""
+    folder = Path(path)
+    if not folder.exists():
+        raise InputError(f"{name} {path}: no such folder (expected {EXPORT})")
+    if not folder.is_dir():
+        raise InputError(f"{name} {path}: not a folder (expected {EXPORT})")
+    config = folder / "config.json"
+    if not config.is_file():
+        raise InputError(f"{name} {path}: not a Hugging Face export (no config.json; expected {EXPORT})")
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"{name} {config}: unreadable or not JSON ({e})") from None
+    model_type = data.get("model_type") if isinstance(data, dict) else None
+    if model_type != "nexa_spec":
+        raise InputError(f"{name} {path}: config.json has model_type {model_type!r}, not 'nexa_spec' "
+                         f"(expected {EXPORT})")
+    if not any((folder / w).is_file() for w in HF_WEIGHTS):
+        raise InputError(f"{name} {path}: no weights ({' or '.join(HF_WEIGHTS)}); expected {EXPORT}")
+    missing = [f for f in HF_CODE if code and not (folder / f).is_file()]
+    if missing:
+        raise InputError(f"{name} {path}: no {' or '.join(missing)} (expected {EXPORT})")
+    return folder
+
+
+def dataset_version(path: str, name: str, splits: tuple[str, ...]) -> Manifest:
+    """``path`` is a local dataset version (nexa-preprocess output) with ``splits``; returns its manifest."""
+    folder = Path(path)
+    if not folder.exists():
+        raise InputError(f"{name} {path}: no such folder (expected a dataset version written by nexa-preprocess)")
+    if not folder.is_dir():
+        raise InputError(f"{name} {path}: not a folder (expected a dataset version written by nexa-preprocess)")
+    try:
+        manifest = Manifest.load(str(folder))
+    except (OSError, ValueError) as e:  # no manifest.json, or a damaged one; the message names the path
+        raise InputError(f"{name}: {e}") from None
+    absent = [s for s in splits if s not in manifest.shards]
+    if absent:
+        raise InputError(f"{name} {path}: no split {' or '.join(map(repr, absent))} in its {MANIFEST} "
+                         f"(it has {sorted(manifest.shards)})")
+    return manifest
+
+
+def output_file(path: str, name: str) -> Path:
+    """A file the command writes at its end: its folder must exist and the path must not be a folder."""
+    out = Path(path)
+    if out.is_dir():
+        raise InputError(f"{name} {path}: is a folder (expected a file name)")
+    if not out.parent.is_dir():
+        raise InputError(f"{name} {path}: no such folder {out.parent} to write into")
+    return out
+
+
+def output_dir(path: str, name: str) -> Path:
+    """A folder the command creates (with its parents) or writes into: nothing on the way may be a file."""
+    out = Path(path)
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise InputError(f"{name} {path}: {p} is a file, not a folder")
+            break
+    return out
