@@ -224,7 +224,8 @@ QUIET_LOAD = textwrap.dedent("""
     print("---- stray", file=sys.stderr, flush=True)
     shutil.copytree(hf, stray)
     state = load_file(f"{stray}/model.safetensors")
-    save_file({**state, "encoder.stray.weight": torch.zeros(2)}, f"{stray}/model.safetensors", metadata={"format": "pt"})
+    state["encoder.stray.weight"] = torch.zeros(2)
+    save_file(state, f"{stray}/model.safetensors", metadata={"format": "pt"})
     AutoModel.from_pretrained(stray, trust_remote_code=True)
 """)
 
