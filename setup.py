@@ -42,6 +42,7 @@ setup(
             "nexa-embed=megatron_nexa.cli.embed:main",
             "nexa-eval=megatron_nexa.cli.eval:main",
             "nexa-finetune=megatron_nexa.cli.finetune:main",
+            "nexa-preflight=megatron_nexa.cli.preflight:main",
         ],
     },
 )

@@ -29,10 +29,12 @@ LAYERS = [
                                                                                                     ["deepspeed", "megatron"]),
     ("finetune",   ["finetune"],                                  ["config", "util", "data", "model", "engine", "convert",
                                                                    "downstream"],                   []),
+    ("preflight",  ["preflight"],                                 ["config", "util", "compat", "data", "model", "plan",
+                                                                   "engine"],                       []),
     ("cli",        ["cli", ""],  # "": the package's own __init__ (``megatron_nexa.embed``)
                    ["config", "util", "compat", "data", "model", "plan", "engine", "testing", "convert", "inference",
                     "downstream",
-                    "eval", "finetune"],                                                            []),
+                    "eval", "finetune", "preflight"],                                               []),
 ]
 # Inside data/: preprocessing (offline) and training data (online) share the dataset format, not each other.
 DATA_PARTS = {
