@@ -18,7 +18,7 @@
 # 10 with VARIANTS_7B_FULL16, 8 on an H100, where step_3b_full48 replaces the 7B's: name fewer STAGES on an H200);
 # the tables are printed last.
 # STAGES picks stages (default: pytest step_3b_full step_3b_full48 step_7b_full step_3b step_7b pretrain; resume
-# also exists). step_3b_full48, the whole 3B at micro-batch 48, runs only under 120 GiB (an H100); step_7b_full, the
+# also exists, and preflight: nexa-preflight's GPU checks on this machine's GPUs). step_3b_full48, the whole 3B at micro-batch 48, runs only under 120 GiB (an H100); step_7b_full, the
 # whole 7B at MB_7B_BIG (28) and 32 without recompute (VARIANTS_7B_FULL; zero3_full_gas16 there: full recompute;
 # VARIANTS_7B_FULL16 at 16), runs only on a GPU of 120 GiB or more (an H200), where step_3b_full runs VARIANTS_FULL_BIG
 # instead of VARIANTS_FULL. VARIANTS_3B, VARIANTS_7B, VARIANTS_FULL, VARIANTS_FULL_BIG, VARIANTS_FULL48,
@@ -124,9 +124,21 @@ if want pretrain && [ -f data_out/massbank_v2/manifest.json ]; then
   want resume && stage pretrain_resume 60 "${PRETRAIN[@]}" --train.train_steps=250
 fi
 
+# preflight (opt-in: name it in STAGES): nexa-preflight on every GPU of this machine under torchrun, one rank a GPU:
+# device count and memory against nexa-plan's peak, CUDA and NCCL versions, and NCCL all-reduce / all-gather bus
+# bandwidth within the node beside NEXA_EXPECT_INTRA_GBPS (one GPU: the NCCL check says SKIP). The data checks read
+# data_out/massbank_v2 (configs/demo.yaml). LIMIT_PREFLIGHT overrides its time limit.
+if want preflight; then
+  NGPU=$(python3 -c "import torch; print(torch.cuda.device_count())") || NGPU=1
+  stage preflight "${LIMIT_PREFLIGHT:-120}" python3 -m torch.distributed.run --standalone --nproc_per_node "$NGPU" \
+    -m megatron_nexa.cli.preflight --config configs/demo.yaml --ds_config zero3.json --world-size "$NGPU" \
+    --train.run_dir=/tmp/nexa_preflight_run --train.global_batch_size=$((16 * NGPU))
+fi
+
 section() { awk -v head="##### $1" '$0 == head {p = 1; next} /^##### / {p = 0} p' "$LOG" 2>/dev/null; }
 ran() { grep -qx "##### $1" "$LOG" 2>/dev/null; }
 echo; ran pytest && { echo "=== pytest"; section pytest | grep -E "passed|failed|error|skipped|relative error|^FAILED|^SKIPPED" | tail -15; }
+ran preflight && { echo "=== preflight"; section preflight | grep -E "(PASS|FAIL|WARN|SKIP) |preflight:|rror" | tail -20; }
 ran pretrain && { echo "=== pretrain"; { section pretrain; section pretrain_resume; } | grep -E "resume|final|rror|^step +[0-9]+" | tail -14; }
 for w in step_3b_full step_3b_full48 step_7b_full16 step_7b_full_big step_7b_full step_3b step_7b; do
   ran $w || continue

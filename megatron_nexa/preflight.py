@@ -217,6 +217,10 @@ def checkpoint_bytes(parameters: int, stage: int, bf16: bool) -> int:
     return parameters * ((2 if bf16 else 4) + 8 + master)
 
 
+def _size(nbytes: float) -> str:
+    return f"{nbytes / GiB:,.1f} GiB" if nbytes >= GiB / 10 else f"{nbytes / 2**20:,.1f} MiB"
+
+
 def free_bytes_at(path: Path) -> int:
     """Free bytes on the filesystem of ``path`` (its nearest existing ancestor)."""
     p = Path(path).absolute()
@@ -241,11 +245,11 @@ def check_disk(cfg: RunConfig, ds: dict, free_bytes: Callable[[Path], int] = fre
     count = max(0, cfg.train.keep_last + 1 - there)
     need = count * one + LOG_BYTES
     free = free_bytes(run_dir)
-    what = (f"{free / GiB:,.1f} GiB free at {run_dir}; {count} more checkpoint(s) (keep_last {cfg.train.keep_last} "
-            f"+ 1 being written, {there} already there) x {one / GiB:,.2f} GiB ({n:,} parameters, ZeRO-{stage}, "
-            f"{'bf16' if bf16 else 'fp32'}) + {LOG_BYTES / GiB:.0f} GiB logs = {need / GiB:,.1f} GiB")
+    what = (f"{_size(free)} free at {run_dir}; {count} more checkpoint(s) (keep_last {cfg.train.keep_last} "
+            f"+ 1 being written, {there} already there) x {_size(one)} ({n:,} parameters, ZeRO-{stage}, "
+            f"{'bf16' if bf16 else 'fp32'}) + {_size(LOG_BYTES)} logs = {_size(need)}")
     if free < need:
-        return Check(FAIL, "disk", f"{what}: free {(need - free) / GiB:,.1f} GiB more, lower train.keep_last, "
+        return Check(FAIL, "disk", f"{what}: free {_size(need - free)} more, lower train.keep_last, "
                      "or move train.run_dir")
     return Check(PASS, "disk", what)
 

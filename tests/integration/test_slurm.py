@@ -56,3 +56,10 @@ def test_multinode_sbatch_trains_and_requeues(cluster, massbank, tmp_path):
         "rng_rank00000.pt", "rng_rank00001.pt"}, "both ranks trained and saved"
     assert (run_dir / "hostfile").read_text().split() == ["n1", "slots=1", "n2", "slots=1"]
     assert "requeueing job" in log and "training finished" in log
+    # nexa-preflight ran on both tasks before each start's training step, and passed
+    job_log = (tmp_path / "logs" / f"nexa-cpu_test-{job}.out").read_text()
+    assert job_log.count("preflight passed") == int(info.get("Restarts", 0)) + 1, job_log
+    assert job_log.index("preflight passed") < job_log.index("requeueing job")
+    for rank in (0, 1):
+        assert f"rank {rank}] PASS config: global batch 8 = micro-batch 4 x 2 rank(s)" in job_log, job_log
+        assert f"rank {rank}] PASS data.sources[0]: {massbank}" in job_log, job_log
