@@ -342,34 +342,38 @@ def judge(name: str, measured: float, expected: float, fabric: str) -> Check:
     return Check(PASS, name, what)
 
 
-def _time_collective(op: str, nbytes: int, group, iters: int = 5) -> float:
+def _time_collective(op: str, nbytes: int, group, iters: int = 5, device: str = "cuda") -> float:
     import torch
     import torch.distributed as dist
 
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
     ranks = dist.get_world_size(group)
-    n = nbytes // 4
-    x = torch.ones(n, device="cuda")
-    out = torch.empty(n * ranks if op == "all_gather" else 0, device="cuda")
+    n = nbytes // 4 // (ranks if op == "all_gather" else 1)  # all-gather: nbytes gathered, as nccl-tests sizes it
+    x = torch.ones(n, device=device)
+    out = torch.empty(n * ranks if op == "all_gather" else 0, device=device)
     run = (lambda: dist.all_reduce(x, group=group)) if op == "all_reduce" else (
         lambda: dist.all_gather_into_tensor(out, x, group=group))
     for _ in range(2):
         run()
-    torch.cuda.synchronize()
+    sync()
     dist.barrier(group=group)
     t0 = time.perf_counter()
     for _ in range(iters):
         run()
-    torch.cuda.synchronize()
+    sync()
     seconds = (time.perf_counter() - t0) / iters
-    seconds = torch.tensor([seconds], device="cuda")
+    seconds = torch.tensor([seconds], device=device)
     dist.all_reduce(seconds, op=dist.ReduceOp.MAX, group=group)  # the slowest rank's
-    moved = nbytes if op == "all_reduce" else nbytes * ranks
-    return bus_bandwidth(op, moved, ranks, float(seconds))
+    return bus_bandwidth(op, 4 * n * (ranks if op == "all_gather" else 1), ranks, float(seconds))
 
 
 def check_collectives(layout: Layout, expect_intra: float = EXPECT_INTRA_GBPS, expect_inter: float = EXPECT_INTER_GBPS,
-                      nbytes: int = 256 * 2**20) -> list[Check]:
-    """An NCCL all-reduce and all-gather within each node and across all ranks (run on every rank, under srun)."""
+                      nbytes: int = 256 * 2**20, device: str = "cuda") -> list[Check]:
+    """An NCCL all-reduce and all-gather within each node and across all ranks (run on every rank, under srun;
+    ``device="cpu"`` on gloo for the tests)."""
     import torch.distributed as dist
 
     if layout.world_size < 2:
@@ -378,9 +382,9 @@ def check_collectives(layout: Layout, expect_intra: float = EXPECT_INTRA_GBPS, e
     intra, _ = dist.new_subgroups(group_size=layout.per_node) if layout.per_node > 1 else (None, None)
     for op in ("all_reduce", "all_gather"):
         if intra is not None:
-            checks.append(judge(f"nccl {op} intra-node", _time_collective(op, nbytes, intra), expect_intra,
+            checks.append(judge(f"nccl {op} intra-node", _time_collective(op, nbytes, intra, device=device), expect_intra,
                                 f"NVLink within a node ({layout.per_node} GPUs)"))
         if layout.nodes > 1:
-            checks.append(judge(f"nccl {op} inter-node", _time_collective(op, nbytes, None), expect_inter,
+            checks.append(judge(f"nccl {op} inter-node", _time_collective(op, nbytes, None, device=device), expect_inter,
                                 f"InfiniBand across {layout.nodes} nodes ({layout.world_size} GPUs)"))
     return checks or [Check(SKIP, "nccl", "one GPU a node on one node: no collective to measure")]

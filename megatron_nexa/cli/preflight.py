@@ -105,8 +105,9 @@ def main(argv: list[str] | None = None, free_bytes=pf.free_bytes_at) -> int:
     layout = _layout(args)
     local_rank = _int_env("LOCAL_RANK", "SLURM_LOCALID") or 0
     prefix = f"[{socket.gethostname()} rank {os.environ['RANK']}] " if "RANK" in os.environ and layout.world_size > 1 else ""
-    checks = host_checks(args, overrides, layout, free_bytes) if local_rank == 0 else []
-    checks += gpu_checks(args, overrides, layout, local_rank)
+    # the GPU checks first: every rank meets the others in the process group at once, not after its node's host checks
+    gpu = gpu_checks(args, overrides, layout, local_rank)
+    checks = (host_checks(args, overrides, layout, free_bytes) if local_rank == 0 else []) + gpu
     for c in checks:
         print(prefix + c.line(), flush=True)
     failed = sum(c.status == pf.FAIL for c in checks)

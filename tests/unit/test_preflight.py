@@ -184,3 +184,41 @@ def test_bus_bandwidth_and_the_fabric_verdict():
     assert pf.judge("nccl", 28.0, 40.0, "InfiniBand").status == pf.WARN
     tcp = pf.judge("nccl", 3.0, 40.0, "InfiniBand")  # InfiniBand fallen back to TCP
     assert tcp.status == pf.FAIL and "NCCL_DEBUG=INFO" in tcp.message and "40 GB/s expected" in tcp.message
+
+
+def _collectives(rank, world, nodes, port, out):
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        checks = pf.check_collectives(pf.Layout(world, nodes), nbytes=2**16, device="cpu")
+    finally:
+        dist.destroy_process_group()
+    if rank == 0:
+        out.put([(c.status, c.name, c.message) for c in checks])
+
+
+@pytest.mark.parametrize("nodes", [1, 2])
+def test_the_collective_check_runs_on_every_rank(nodes):
+    """The NCCL check's code on gloo (2 ranks: one node of 2, or 2 nodes of 1): which lines, not how fast."""
+    import multiprocessing as mp
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_collectives, args=(r, 2, nodes, port, out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    checks = out.get(timeout=120)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    where = "intra-node" if nodes == 1 else "inter-node"
+    assert [name for _, name, _ in checks] == [f"nccl all_reduce {where}", f"nccl all_gather {where}"]
+    assert all(status in (pf.PASS, pf.WARN, pf.FAIL) and "GB/s bus bandwidth" in msg for status, _, msg in checks)
