@@ -56,7 +56,8 @@ class PairInput(str, enum.Enum):
     SEPARATE = "separate"  # A and B are ordinary rows; logit = r([CLS]_A) - r([CLS]_B) (RankNet)
 
 
-def _require(cond: bool, name: str, why: str) -> None:
+def require(cond: bool, name: str, why: str) -> None:
+    """A ``ConfigError`` naming ``name`` unless ``cond`` holds: every config's ``validate()`` speaks through it."""
     if not cond:
         raise ConfigError(f"{name}: {why}", name)
 
@@ -101,17 +102,17 @@ class ModelConfig:
         for name in ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads",
                      "local_window", "max_peaks", "fourier_num_frequencies", "intensity_hidden",
                      "mz_bins", "intensity_bins", "contrastive_dim"):
-            _require(getattr(self, name) >= 1, f"{prefix}.{name}", f"must be >= 1, got {getattr(self, name)}")
-        _require(self.hidden_size % self.num_attention_heads == 0, f"{prefix}.hidden_size",
+            require(getattr(self, name) >= 1, f"{prefix}.{name}", f"must be >= 1, got {getattr(self, name)}")
+        require(self.hidden_size % self.num_attention_heads == 0, f"{prefix}.hidden_size",
                  f"{self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}")
-        _require(0 < self.fourier_min_period < self.fourier_max_period, f"{prefix}.fourier_min_period",
+        require(0 < self.fourier_min_period < self.fourier_max_period, f"{prefix}.fourier_min_period",
                  f"need 0 < fourier_min_period < fourier_max_period, got {self.fourier_min_period}, "
                  f"{self.fourier_max_period}")
-        _require(0 <= self.mz_min < self.mz_max, f"{prefix}.mz_min",
+        require(0 <= self.mz_min < self.mz_max, f"{prefix}.mz_min",
                  f"need 0 <= mz_min < mz_max, got {self.mz_min}, {self.mz_max}")
         for name in ("hidden_dropout", "attention_dropout"):
-            _require(0.0 <= getattr(self, name) < 1.0, f"{prefix}.{name}", "must be in [0, 1)")
-        _require(self.layernorm_epsilon > 0, f"{prefix}.layernorm_epsilon", "must be > 0")
+            require(0.0 <= getattr(self, name) < 1.0, f"{prefix}.{name}", "must be in [0, 1)")
+        require(self.layernorm_epsilon > 0, f"{prefix}.layernorm_epsilon", "must be > 0")
 
     @property
     def head_dim(self) -> int:
@@ -129,8 +130,8 @@ class MaskingConfig:
     def validate(self, prefix: str = "masking") -> None:
         for name in ("ratio_min", "ratio_max"):
             v = getattr(self, name)
-            _require(0.0 < v < 1.0, f"{prefix}.{name}", f"mask ratio must be in (0, 1), got {v}")
-        _require(self.ratio_min <= self.ratio_max, f"{prefix}.ratio_min",
+            require(0.0 < v < 1.0, f"{prefix}.{name}", f"mask ratio must be in (0, 1), got {v}")
+        require(self.ratio_min <= self.ratio_max, f"{prefix}.ratio_min",
                  f"ratio_min={self.ratio_min} exceeds ratio_max={self.ratio_max}")
 
 
@@ -151,8 +152,8 @@ class AugmentConfig:
     mz_jitter: float = 0.002  # Da, sigma of a Gaussian shift per peak
 
     def validate(self, prefix: str = "data.augment") -> None:
-        _require(0 <= self.peak_dropout < 1, f"{prefix}.peak_dropout", "must be in [0, 1)")
-        _require(self.intensity_noise >= 0 and self.mz_jitter >= 0, f"{prefix}", "noise levels must be >= 0")
+        require(0 <= self.peak_dropout < 1, f"{prefix}.peak_dropout", "must be in [0, 1)")
+        require(self.intensity_noise >= 0 and self.mz_jitter >= 0, f"{prefix}", "noise levels must be >= 0")
 
 
 @dataclass
@@ -172,14 +173,14 @@ class DataConfig:
 
     def validate(self, prefix: str = "data") -> None:
         for i, src in enumerate(self.sources):
-            _require(bool(src.path), f"{prefix}.sources[{i}].path", "is empty")
-            _require(src.weight > 0, f"{prefix}.sources[{i}].weight", f"must be > 0, got {src.weight}")
-        _require(0 <= self.pair_fraction <= 1, f"{prefix}.pair_fraction", "must be in [0, 1]")
-        _require(0 <= self.view_fraction <= 1, f"{prefix}.view_fraction", "must be in [0, 1]")
-        _require(self.pair_fraction + self.view_fraction <= 1, f"{prefix}.pair_fraction",
+            require(bool(src.path), f"{prefix}.sources[{i}].path", "is empty")
+            require(src.weight > 0, f"{prefix}.sources[{i}].weight", f"must be > 0, got {src.weight}")
+        require(0 <= self.pair_fraction <= 1, f"{prefix}.pair_fraction", "must be in [0, 1]")
+        require(0 <= self.view_fraction <= 1, f"{prefix}.view_fraction", "must be in [0, 1]")
+        require(self.pair_fraction + self.view_fraction <= 1, f"{prefix}.pair_fraction",
                  "pair_fraction + view_fraction must be <= 1")
-        _require(self.rt_margin >= 0, f"{prefix}.rt_margin", "must be >= 0")
-        _require(self.num_workers >= 0, f"{prefix}.num_workers", "must be >= 0")
+        require(self.rt_margin >= 0, f"{prefix}.rt_margin", "must be >= 0")
+        require(self.num_workers >= 0, f"{prefix}.num_workers", "must be >= 0")
         self.augment.validate(f"{prefix}.augment")
 
 
@@ -198,8 +199,8 @@ class LossConfig:
 
     def validate(self, prefix: str = "loss") -> None:
         for f in dataclasses.fields(self):
-            _require(getattr(self, f.name) >= 0, f"{prefix}.{f.name}", "must be >= 0")
-        _require(self.contrastive_temperature > 0, f"{prefix}.contrastive_temperature", "must be > 0")
+            require(getattr(self, f.name) >= 0, f"{prefix}.{f.name}", "must be >= 0")
+        require(self.contrastive_temperature > 0, f"{prefix}.contrastive_temperature", "must be > 0")
 
 
 @dataclass
@@ -216,13 +217,13 @@ class OptimConfig:
     grad_clip: float = 1.0
 
     def validate(self, prefix: str = "optim") -> None:
-        _require(self.lr > 0, f"{prefix}.lr", f"must be > 0, got {self.lr}")
-        _require(0 <= self.min_lr <= self.lr, f"{prefix}.min_lr", f"need 0 <= min_lr <= lr, got {self.min_lr}")
+        require(self.lr > 0, f"{prefix}.lr", f"must be > 0, got {self.lr}")
+        require(0 <= self.min_lr <= self.lr, f"{prefix}.min_lr", f"need 0 <= min_lr <= lr, got {self.min_lr}")
         for name in ("beta1", "beta2"):
-            _require(0.0 <= getattr(self, name) < 1.0, f"{prefix}.{name}", "must be in [0, 1)")
-        _require(self.weight_decay >= 0, f"{prefix}.weight_decay", "must be >= 0")
-        _require(self.warmup_steps >= 0, f"{prefix}.warmup_steps", "must be >= 0")
-        _require(self.grad_clip >= 0, f"{prefix}.grad_clip", "must be >= 0 (0 disables clipping)")
+            require(0.0 <= getattr(self, name) < 1.0, f"{prefix}.{name}", "must be in [0, 1)")
+        require(self.weight_decay >= 0, f"{prefix}.weight_decay", "must be >= 0")
+        require(self.warmup_steps >= 0, f"{prefix}.warmup_steps", "must be >= 0")
+        require(self.grad_clip >= 0, f"{prefix}.grad_clip", "must be >= 0 (0 disables clipping)")
 
 
 class WandbMode(str, enum.Enum):
@@ -262,59 +263,11 @@ class TrainConfig:
     def validate(self, prefix: str = "train") -> None:
         for name in ("micro_batch_size", "global_batch_size", "train_steps", "log_interval", "eval_interval",
                      "eval_batches", "save_interval", "keep_last", "max_bad_steps", "collective_timeout_s"):
-            _require(getattr(self, name) >= 1, f"{prefix}.{name}", "must be >= 1")
-        _require(self.global_batch_size % self.micro_batch_size == 0, f"{prefix}.global_batch_size",
+            require(getattr(self, name) >= 1, f"{prefix}.{name}", "must be >= 1")
+        require(self.global_batch_size % self.micro_batch_size == 0, f"{prefix}.global_batch_size",
                  f"{self.global_batch_size} is not a multiple of micro_batch_size={self.micro_batch_size}")
-        _require(0 < self.bad_step_lr_factor <= 1, f"{prefix}.bad_step_lr_factor", "must be in (0, 1]")
-        _require(self.spike_factor > 1, f"{prefix}.spike_factor", "must be > 1")
-
-
-class Task(str, enum.Enum):
-    """What ``nexa-finetune`` trains on top of the encoder."""
-
-    FINGERPRINT = "fingerprint"  # Morgan bits from SMILES, multi-label BCE
-    RT = "rt"  # retention time per LC system, Gaussian NLL
-    CCS = "ccs"  # collision cross section, Gaussian NLL (synthetic unless the data has a ccs column)
-    CONTRASTIVE = "contrastive"  # InfoNCE, spectra of one structure (InChIKey first block) are positives
-
-
-@dataclass
-class FinetuneConfig:
-    """A ``nexa-finetune`` run: pretrained encoder (Hugging Face folder) + a task head on a dataset version."""
-
-    task: Task = Task.FINGERPRINT
-    init: str = ""  # the pretrained model: a folder written by nexa-convert to-hf
-    random_init: bool = False  # keep init's architecture, draw fresh weights (the random-init baseline)
-    data: str = ""  # a dataset version (nexa-preprocess output), split by structure
-    out_dir: str = "runs/finetune"
-    steps: int = 300
-    micro_batch_size: int = 32
-    lr: float = 1e-3  # the head
-    encoder_lr: float = 5e-5  # the encoder, once unfrozen
-    unfreeze_after: int | None = 0  # encoder frozen for this many steps; None: frozen throughout
-    warmup_steps: int = 0  # linear warm-up of each learning rate (the encoder's from when it unfreezes)
-    final_lr_fraction: float = 1.0  # cosine decay of both learning rates to this fraction at the last step
-    weight_decay: float = 0.01
-    n_bits: int = 2048  # fingerprint length (2048 or 4096 in the card)
-    temperature: float = 0.1  # InfoNCE
-    max_train: int | None = None  # at most this many training spectra (a quick run)
-    log_interval: int = 25
-    seed: int = 0
-
-    def validate(self) -> "FinetuneConfig":
-        _require(bool(self.init), "init", "name the pretrained model (a nexa-convert to-hf folder)")
-        _require(bool(self.data), "data", "name a dataset version folder")
-        for name in ("steps", "micro_batch_size", "log_interval"):
-            _require(getattr(self, name) >= 1, name, "must be >= 1")
-        _require(self.lr > 0 and self.encoder_lr >= 0, "lr", "lr must be > 0 and encoder_lr >= 0")
-        _require(self.unfreeze_after is None or self.unfreeze_after >= 0, "unfreeze_after", "must be >= 0 or null")
-        _require(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
-        _require(0 <= self.final_lr_fraction <= 1, "final_lr_fraction", "must be in [0, 1] (1: constant)")
-        _require(self.n_bits in (1024, 2048, 4096) or self.n_bits >= 64, "n_bits", "must be >= 64")
-        _require(self.task != Task.CONTRASTIVE or self.micro_batch_size % 2 == 0, "micro_batch_size",
-                 "must be even for contrastive pairs")
-        _require(self.temperature > 0, "temperature", "must be > 0")
-        return self
+        require(0 < self.bad_step_lr_factor <= 1, f"{prefix}.bad_step_lr_factor", "must be in (0, 1]")
+        require(self.spike_factor > 1, f"{prefix}.spike_factor", "must be > 1")
 
 
 @dataclass

@@ -46,7 +46,8 @@ def check_inputs(config: str, ds_config: str, overrides: list[str]):
     """The config (YAML and overrides), the DeepSpeed JSON, the ``init`` export, the ``data`` version with the
     task's splits and ``out_dir``: each wrong one a ``ConfigError`` naming where its value came from."""
     from megatron_nexa.cli.inputs import InputError, dataset_version, hf_export, output_dir
-    from megatron_nexa.config import ConfigError, FinetuneConfig, Task, load_dataclass
+    from megatron_nexa.config import ConfigError, load_dataclass
+    from megatron_nexa.finetune.config import FinetuneConfig, Task
     from megatron_nexa.engine.ds_config import load_ds_config
 
     cfg = load_dataclass(FinetuneConfig, config, overrides)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from megatron_nexa.config import FinetuneConfig, Task
+from megatron_nexa.finetune.config import FinetuneConfig, Task
 from megatron_nexa.data.source import SpectraSource
 from megatron_nexa.data.tokenize import single_row, stack_rows
 from megatron_nexa.downstream.features import spectra, subset

@@ -16,7 +16,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from megatron_nexa.config import FinetuneConfig, Task, to_plain
+from megatron_nexa.config import to_plain
+from megatron_nexa.finetune.config import FinetuneConfig, Task
 from megatron_nexa.convert.from_hf import read_hf
 from megatron_nexa.downstream.heads import FingerprintHead, GaussianHead
 from megatron_nexa.downstream.metrics import (MIN_CALIBRATION_ROWS, cosine_rows, regression, regression_rows,

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from megatron_nexa.config import FinetuneConfig
+from megatron_nexa.finetune.config import FinetuneConfig
 from megatron_nexa.finetune.train import Finetuner
 
 
