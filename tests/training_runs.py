@@ -1,6 +1,8 @@
 """pretrain_nexa.py started as users start it (plain python, torchrun, the deepspeed launcher) on the tiny config."""
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,6 +48,17 @@ def wait_for_step(run_dir, step: int, proc=None, timeout: float = 240) -> None:
     raise AssertionError(f"step {step} not reached in {timeout} s")
 
 
+def finish(proc, timeout: float) -> str:
+    """A job's output once it has ended; a job still running after ``timeout`` is killed (its whole process group)
+    and the test fails with the end of what it printed."""
+    try:
+        return proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out = proc.communicate()[0]
+        raise AssertionError(f"the job hung: still running after {timeout} s; it printed:\n{out[-6000:]}") from None
+
+
 def ranks(proc) -> dict:
     """A launched job's rank processes by LOCAL_RANK (their DataLoader workers, forked from them, are not ranks)."""
     import psutil
@@ -58,4 +71,4 @@ def ranks(proc) -> dict:
     return found
 
 
-__all__ = ["ENV", "REPO", "launch", "metrics", "ranks", "wait_for_step"]
+__all__ = ["ENV", "REPO", "finish", "launch", "metrics", "ranks", "wait_for_step"]

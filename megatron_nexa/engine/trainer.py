@@ -77,6 +77,7 @@ class Trainer:
         self.stop_requested = False
         self._install_signal_handlers()
         self.built: Built = build(cfg, ds_config)
+        self._exit_on_uncaught_exception()
         self.cfg, self.engine = self.built.cfg, self.built.engine
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.run_dir = Path(self.cfg.train.run_dir)
@@ -274,10 +275,26 @@ class Trainer:
         all_reduce_host(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
 
+    def _exit_on_uncaught_exception(self) -> None:
+        """Once the process group exists, an exception that reaches the top of this rank (one raised while a failure
+        is being reported, say) ends the process as soon as its traceback is printed. Interpreter shutdown would join
+        the DataLoader workers, which ignore SIGTERM so that pre-emption reaches the trainer: the rank would never
+        exit, and the launcher would never end the job."""
+        report = self._previous_excepthook = sys.excepthook
+
+        def report_and_exit(*exc_info) -> None:
+            report(*exc_info)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
+
+        sys.excepthook = report_and_exit
+
     def close(self) -> None:
         self.monitor.close()
         dist.barrier()
         dist.destroy_process_group()
+        sys.excepthook = self._previous_excepthook
         if self.lock:
             self.lock.release()
 

@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from tests.training_runs import ENV, REPO, launch, metrics, ranks, wait_for_step
+from tests.training_runs import ENV, REPO, finish, launch, metrics, ranks, wait_for_step
 
 REALISTIC = ("--model.hidden_dropout=0.1", "--model.attention_dropout=0.1", "--data.num_workers=2")
 RUN = ("--train.train_steps=6", "--train.save_interval=2", "--train.eval_interval=1000", *REALISTIC)
@@ -22,18 +22,25 @@ sys.path.insert(0, os.getcwd())
 import torch.distributed as dist
 import pretrain_nexa
 from megatron_nexa.data.source import DataError
-from megatron_nexa.engine import checkpoint, trainer
+from megatron_nexa.engine import checkpoint, monitor, trainer
 
 kind, where, step = os.environ["FAULT"].split(":")
 step = int(step)
-if kind == "raise":  # a DataError on rank `where` in step `step`, the other rank carrying on into its collectives
+if kind in ("raise", "report"):  # a DataError on rank `where` in step `step`, the other rank in its collectives
     micro = trainer.Trainer._micro_step
     def failing(self, batch):
         if dist.get_rank() == int(where) and self.state.step + 1 == step:
             raise DataError("shard_00003.bin: spectrum 17 (index 9120 of massbank) has a non-finite m/z")
         return micro(self, batch)
     trainer.Trainer._micro_step = failing
-elif kind == "kill":  # SIGKILL inside step `step`'s save, just before `where` is written
+if kind == "report":  # and a second exception while the first is reported, as a signal handler can raise anywhere
+    event = monitor.Monitor.event
+    def failing_event(self, at, what, message):
+        if what == "failed":
+            raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Killed.")
+        return event(self, at, what, message)
+    monitor.Monitor.event = failing_event
+if kind == "kill":  # SIGKILL inside step `step`'s save, just before `where` is written
     tag = f"step_{step:08d}"
     if where == "rng":  # DeepSpeed's files written, nothing of ours yet
         rng_state = checkpoint._rng_state
@@ -111,13 +118,28 @@ def test_a_killed_dataloader_worker_ends_the_whole_job_promptly(massbank, tmp_pa
         wait_for_step(run, 2, proc)
         start = time.time()
         ranks(proc)[1].children()[0].kill()
-        out, _ = proc.communicate(timeout=180)
+        out = finish(proc, 180)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode != 0
     assert time.time() - start < 120, "the job hung instead of ending"
     assert "pretrain_nexa: rank 1:" in out and "DataLoader worker" in out, out[-3000:]
+
+
+def test_an_exception_while_a_failure_is_reported_still_ends_the_job(massbank, inject, tmp_path):
+    """The deepspeed launcher, 2 ranks with 2 workers each: rank 1 fails in step 3, and reporting it raises again, so
+    an exception reaches the top of the rank while its DataLoader workers (which ignore SIGTERM) are alive."""
+    run = tmp_path / "run"
+    start = time.time()
+    proc = subprocess.Popen(launch(massbank, run, *RUN, port=29630, script=inject), cwd=REPO,
+                            env={**ENV, "FAULT": "report:1:3"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    out = finish(proc, 240)
+    assert proc.returncode != 0
+    assert time.time() - start < 180, "the job hung instead of ending"
+    assert "pretrain_nexa: rank 1: shard_00003.bin" in out and "[rank1]: RuntimeError: DataLoader worker" in out, \
+        out[-3000:]
 
 
 # --- 2. pre-emption with DataLoader workers, through each launcher ------------------------------------------
@@ -147,7 +169,7 @@ def test_sigterm_with_dataloader_workers_saves_a_checkpoint(massbank, tmp_path, 
             os.killpg(proc.pid, signal.SIGINT)
         else:
             os.killpg(proc.pid, signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
+        out = finish(proc, 120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
