@@ -3,7 +3,8 @@
 Per spectrum, in order: drop peaks with non-finite or non-positive m/z or intensity, outside the
 optional m/z range, or above ``precursor + precursor_tolerance`` (when set); reject the spectrum if its
 precursor m/z is invalid or above ``max_precursor_mz``, or fewer than ``min_peaks`` peaks remain; keep
-the ``top_k`` most intense peaks; sort by m/z; divide intensities by the base peak (max = 1.0).
+the ``top_k`` most intense peaks (ties: ``data.peak_selection``'s rule); sort by m/z, equal m/z in input order;
+divide intensities by the base peak (max = 1.0).
 """
 import dataclasses
 import hashlib
@@ -14,6 +15,7 @@ import pyarrow as pa
 
 from megatron_nexa.config import ConfigError
 from megatron_nexa.data.mixing import GOLDEN, mix64
+from megatron_nexa.data.peak_selection import most_intense
 from megatron_nexa.data.spectrum import SpectraChunk, take_rows
 
 SPLITS = ("train", "val", "test")
@@ -93,8 +95,8 @@ def filter_chunk(chunk: SpectraChunk, s: PreprocessSettings) -> Filtered:
     if len(rows) < n:
         mz, inten, valid, n_valid = mz[rows], inten[rows], valid[rows], n_valid[rows]
 
-    if width > s.top_k:  # keep the top_k most intense valid peaks
-        top = np.argpartition(np.where(valid, -inten, np.inf), s.top_k - 1, axis=1)[:, : s.top_k]
+    if width > s.top_k:  # keep the top_k most intense valid peaks, in input order
+        top = most_intense(np.where(valid, inten, -np.inf), mz, s.top_k)
         mz, inten, valid = (np.take_along_axis(a, top, 1) for a in (mz, inten, valid))
     # Valid peaks must end up left-aligned and in ascending m/z; GeMS rows already are (fast path).
     # With invalid slots keyed +inf, "left-aligned and ascending" is "the keys are sorted".

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from megatron_nexa.data.peak_selection import most_intense
 from megatron_nexa.tokens import TokenType
 
 
@@ -28,10 +29,10 @@ def pair_peaks(max_peaks: int) -> int:
 
 
 def top_peaks(mz: np.ndarray, inten: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` most intense peaks, in m/z order (inputs are m/z-sorted)."""
+    """The ``k`` most intense peaks (ties: ``data.peak_selection``'s rule), in m/z order (inputs are m/z-sorted)."""
     if len(mz) <= k:
         return mz, inten
-    keep = np.sort(np.argpartition(-inten, k - 1)[:k])
+    keep = most_intense(inten[None], mz[None], k)[0]
     return mz[keep], inten[keep]
 
 

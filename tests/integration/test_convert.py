@@ -99,7 +99,8 @@ def test_hf_export_equals_the_training_model(parallel, trained, hf_dir, massbank
 def test_round_trip_is_bit_identical(hf_dir, tmp_path):
     run("-m", "megatron_nexa.cli.convert", "from-hf", str(hf_dir), str(tmp_path / "back.safetensors"))
     run("-m", "megatron_nexa.cli.convert", "to-hf", str(tmp_path / "back.safetensors"), str(tmp_path / "hf2"))
-    for name in ("model.safetensors", "config.json", "modeling_nexa.py", "configuration_nexa.py", "README.md"):
+    for name in ("model.safetensors", "config.json", "modeling_nexa.py", "configuration_nexa.py", "README.md",
+                 "processing_nexa.py", "preprocessor_config.json"):
         assert (tmp_path / "hf2" / name).read_bytes() == (hf_dir / name).read_bytes(), name
     card = (hf_dir / "README.md").read_text()
     assert "## Training configuration" in card and "val_masked_mz_acc" in card
