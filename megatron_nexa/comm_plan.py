@@ -141,15 +141,18 @@ def regathered(inv: Inventory, settings: CommSettings) -> list[bool]:
 
 @dataclass
 class CommVolume:
-    """Per optimizer step, per collective: the bytes DeepSpeed's comms logger records on one rank."""
+    """Per optimizer step, per collective: the bytes DeepSpeed's comms logger records on one rank; of them, those
+    sent after the update (the updated parameters' all-gather), which no compute can hide."""
     ranks: int
     message_bytes: dict[str, float] = field(default_factory=dict)
+    after_update: dict[str, float] = field(default_factory=dict)
 
-    def wire_bytes(self) -> dict[str, float]:
+    def wire_bytes(self, after_update: bool = False) -> dict[str, float]:
         """What one rank sends, and as much receives, with ring algorithms."""
         n = self.ranks
         factor = {ALL_GATHER: n - 1, REDUCE_SCATTER: (n - 1) / n, ALL_REDUCE: 2 * (n - 1) / n}
-        return {op: b * factor[op] for op, b in self.message_bytes.items()}
+        source = self.after_update if after_update else self.message_bytes
+        return {op: b * factor[op] for op, b in source.items()}
 
 
 def comm_volume(inv: Inventory, settings: CommSettings, ranks: int, grad_accum: int = 1) -> CommVolume:
@@ -160,7 +163,8 @@ def comm_volume(inv: Inventory, settings: CommSettings, ranks: int, grad_accum: 
         grads = sum(sizes) * b * (grad_accum if settings.stage == 2 else 1)
         align = 2 * ranks
         updated = sum(math.ceil(g / align) * align for g in inv.groups) // ranks * b
-        return CommVolume(ranks, {ALL_REDUCE: grads + GRAD_NORM_BYTES + OVERFLOW_FLAG_BYTES, ALL_GATHER: updated})
+        return CommVolume(ranks, {ALL_REDUCE: grads + GRAD_NORM_BYTES + OVERFLOW_FLAG_BYTES, ALL_GATHER: updated},
+                          {ALL_GATHER: updated})
     persistent = settings.param_persistence_threshold
     again = regathered(inv, settings)
     gathered = sum(_shard(n, ranks) * b * (2 if twice else 1)
@@ -168,4 +172,4 @@ def comm_volume(inv: Inventory, settings: CommSettings, ranks: int, grad_accum: 
     persisted = sum(_shard(n, ranks) * b for n in sizes if n <= persistent)
     reduced = sum(_shard(n, ranks) * ranks * b for n in sizes)
     return CommVolume(ranks, {ALL_GATHER: gathered * grad_accum + persisted, REDUCE_SCATTER: reduced * grad_accum,
-                              ALL_REDUCE: GRAD_NORM_BYTES})
+                              ALL_REDUCE: GRAD_NORM_BYTES}, {ALL_GATHER: persisted})

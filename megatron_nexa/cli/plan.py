@@ -1,12 +1,18 @@
 """``nexa-plan --model CONFIG [cluster options]``: exact parameter counts, and the training plan on a
 cluster (tokens, steps, FLOPs, per-GPU memory under ZeRO-1/2/3, days). Defaults are the card's: 16 H100s
 on one VM, 32 spectra per GPU, 539 M training spectra x 256 tokens, 3 epochs; memory is sized by
-ds_configs/zero{1,2,3}.json unless ``--ds-config`` gives another for its stage."""
+ds_configs/zero{1,2,3}.json unless ``--ds-config`` gives another for its stage. With the model measured on a GPU
+(benchmarks/results), it also predicts each stage's step time from the bytes ZeRO moves over the fabric, recommends
+the fastest stage that fits, and ``--write-config DIR`` writes its DeepSpeed JSON and a Slurm preset."""
 import argparse
+import json
+from pathlib import Path
 
 from megatron_nexa.cluster_plan import Cluster, ZeroSettings, plan, render
 from megatron_nexa.config import Recompute, load_config
+from megatron_nexa.model.flops import forward_flops
 from megatron_nexa.plan import count_parameters
+from megatron_nexa.step_time import LINKS, Compute, measured_compute, model_name, predict, stage_ds_configs
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,6 +32,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--ds-config", action="append", default=[], metavar="JSON",
                    help="DeepSpeed config whose buffers size its ZeRO stage's memory (repeatable)")
+    p.add_argument("--intra", choices=sorted(LINKS), default="nvlink4", help="the link between GPUs of a node")
+    p.add_argument("--fabric", choices=sorted(LINKS), default="ndr400", help="the network between nodes, per GPU")
+    p.add_argument("--intra-gbps", type=float, help="bus bandwidth within a node, GB/s (e.g. nexa-preflight's)")
+    p.add_argument("--inter-gbps", type=float, help="bus bandwidth across nodes, GB/s (e.g. nexa-preflight's)")
+    p.add_argument("--write-config", metavar="DIR", help="write the recommended DeepSpeed JSON and a Slurm preset")
     args = p.parse_args(argv)
     run = load_config(args.model)
     cfg = run.model
@@ -47,7 +58,60 @@ def main(argv: list[str] | None = None) -> None:
                       mfu=args.mfu, recompute=Recompute(args.recompute) if args.recompute else cfg.recompute,
                       masked_fraction=run.masking.ratio_max, zero=zero,
                       train_spectra=args.spectra, tokens_per_spectrum=args.tokens_per_spectrum, epochs=args.epochs)
-    print(render(args.model, cfg, cluster, plan(cfg, cluster)))
+    result = plan(cfg, cluster)
+    print(render(args.model, cfg, cluster, result))
+    if args.nodes > 1:
+        link, bus = LINKS[args.fabric], args.inter_gbps
+    else:
+        link, bus = LINKS[args.intra], args.intra_gbps
+    bus = bus or link.bus_gbs
+    seq = cfg.max_peaks + 2
+    compute = measured_compute(model_name(cfg) or "", cfg, cluster.micro_batch)
+    if compute is None:  # never measured: the assumed MFU, no host work, no update
+        micro_ms = 3 * forward_flops(cfg, cluster.micro_batch, seq) / (cluster.peak_tflops * 1e12 * cluster.mfu) * 1e3
+        compute = Compute(cluster.micro_batch, micro_ms, 0.0, 0.0, f"not measured: {cluster.mfu:.0%} MFU assumed")
+    ds_by_stage = stage_ds_configs()
+    for path in args.ds_config:
+        ds = json.loads(Path(path).read_text())
+        ds_by_stage[ds["zero_optimization"]["stage"]] = ds
+    predicted = predict(cfg, compute, ds_by_stage, cluster.gpus, cluster.micro_batch, cluster.grad_accum, bus,
+                        3 * forward_flops(cfg, cluster.global_batch, seq), cluster.peak_tflops, result["total_steps"],
+                        run.optim.weight_decay)
+    print(f"  step time: {link.name} at {bus:.0f} GB/s bus bandwidth{'' if bus != link.bus_gbs else f' ({link.efficiency:.0%} of {link.nominal_gbs:.0f} GB/s: {link.source})'}")
+    print(f"    compute per micro-batch {compute.micro_at(cluster.micro_batch):.0f} ms ({compute.source})")
+    print("    stage   fits  sent GB/step  all-gather  reduce-scatter  all-reduce   step s: full overlap .. none (likely)"
+          "    MFU    days")
+    fits = {s: result["memory_gib"][s]["fits"] for s in predicted}
+    for s, pr in predicted.items():
+        c, t = pr.time.comm_s, pr.time
+        print(f"    ZeRO-{s}  {'yes' if fits[s] else 'no ':4s} {pr.wire_gb:12.2f} {c.get('all_gather_into_tensor', 0):10.3f}s "
+              f"{c.get('reduce_scatter_tensor', 0):14.3f}s {c.get('all_reduce', 0):10.3f}s   {t.low_s:6.3f} .. "
+              f"{t.high_s:6.3f} ({t.likely_s:.3f})   {pr.mfu:5.1%} {pr.days:7.1f}")
+    usable = [s for s in predicted if fits[s]]
+    if not usable:
+        print("  -> no stage fits: more GPUs, a smaller micro-batch or recompute")
+        return
+    best = min(usable, key=lambda s: predicted[s].time.likely_s)
+    card = predicted.get(3)
+    cost = f"; the card's ZeRO-3: {card.days:.1f} days ({card.days / predicted[best].days - 1:+.0%})" if card else ""
+    print(f"  -> recommended: ZeRO-{best}, the fastest that fits: {predicted[best].days:.1f} days{cost}")
+    if args.write_config:
+        extra = (f"--train.micro_batch_size={args.micro_batch}" if args.micro_batch != run.train.micro_batch_size
+                 else "")
+        write_config(Path(args.write_config), args.model, ds_by_stage[best], best, args.nodes, args.gpus_per_node, extra)
+
+
+def write_config(out: Path, config: str, ds: dict, stage: int, nodes: int, gpus_per_node: int, extra: str) -> None:
+    """The recommended DeepSpeed JSON and a Slurm preset that runs ``config`` with it (slurm/submit.sh takes it)."""
+    out.mkdir(parents=True, exist_ok=True)
+    ds_path = (out / f"zero{stage}.json").resolve()
+    ds_path.write_text(json.dumps(ds, indent=2) + "\n")
+    name = f"{Path(config).stem}_{nodes}x{gpus_per_node}"
+    preset = out / f"{name}.env"
+    preset.write_text(f"# Written by nexa-plan: ZeRO-{stage}, the fastest stage that fits.\nNODES={nodes}\n"
+                      f"GPUS_PER_NODE={gpus_per_node}\nTIME=7-00:00:00\nCONFIG={config}\nDS_CONFIG={ds_path}\n"
+                      f"RUN_DIR=runs/{name}\n" + (f"EXTRA_ARGS={extra}\n" if extra else ""))
+    print(f"  wrote {ds_path} and {preset.resolve()}")
 
 
 if __name__ == "__main__":

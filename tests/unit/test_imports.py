@@ -19,7 +19,7 @@ LAYERS = [
                                                                                                     ["deepspeed", "megatron"]),
     ("model",      ["model", "losses"],                           ["config", "util", "compat.megatron", "compat.torch"],
                                                                                                     ["deepspeed"]),
-    ("plan",       ["plan", "cluster_plan", "comm_plan"],         ["config", "model"],              ["deepspeed", "megatron"]),
+    ("plan",       ["plan", "cluster_plan", "comm_plan", "step_time"], ["config", "model"],              ["deepspeed", "megatron"]),
     ("engine",     ["engine"],                                    ["config", "util", "compat", "data", "model"], []),
     ("testing",    ["testing"],                                   ["config", "util", "data", "model"], ["deepspeed"]),
     ("convert",    ["convert"],                                   ["config", "model"],              []),  # see below

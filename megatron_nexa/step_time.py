@@ -1,0 +1,195 @@
+"""Predicted time of one optimizer step on a cluster: measured compute, the communication plan's bytes over the
+fabric's bandwidth, and how much of the one hides under the other.
+
+- **Compute** per micro-batch is the forward + backward measured on one GPU (``benchmarks/results/*/…gpu_step*.json``,
+  the rows with accumulation, where the update is amortised), scaled linearly to the micro-batch asked for. The
+  optimiser update (measured on one GPU for the whole model) is divided over the ranks, as ZeRO shards it. With two
+  or more ranks ZeRO-3 also pays DeepSpeed's host work per fetched module, which one rank skips; it is measured on
+  one GPU as the difference between the fetch with and without that work.
+- **Communication**: a collective takes ``wire bytes / bus bandwidth`` (nccl-tests' definition of bus bandwidth
+  makes this exact for ring all-gather, reduce-scatter and all-reduce). Across nodes the ring runs at the per-GPU
+  network bandwidth; within one node at NVLink's. Per-call latency is left out: the messages are megabytes.
+- **Overlap**, a range: none (compute, then every collective) to full (the longer of the two), and the most likely
+  value from what DeepSpeed overlaps. ZeRO-3 with prefetch hides its gathers under compute except one module's per
+  pass, and its reduce-scatter under the backward; ZeRO-2 with ``overlap_comm`` hides its all-reduce under the
+  backward; ZeRO-1 reduces at the boundary after the backward; the parameter all-gather after the update, and the
+  update itself, hide under nothing.
+"""
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from megatron_nexa.comm_plan import (ALL_GATHER, ALL_REDUCE, REDUCE_SCATTER, CommSettings, CommVolume, Inventory,
+                                     comm_volume, inventory)
+from megatron_nexa.config import ModelConfig, load_config
+from megatron_nexa.plan import count_parameters
+
+REPO = Path(__file__).resolve().parents[1]
+MEASURED, CONFIGS = REPO / "benchmarks" / "results", REPO / "configs" / "model"
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    nominal_gbs: float  # per GPU, per direction
+    efficiency: float  # bus bandwidth nccl-tests reaches on large messages, as a fraction of nominal (assumed)
+    source: str
+
+    @property
+    def bus_gbs(self) -> float:
+        return self.nominal_gbs * self.efficiency
+
+
+LINKS = {link.name: link for link in [
+    Link("nvlink4", 450.0, 0.8, "NVLink 4 on H100/H200 SXM: 900 GB/s per GPU, both directions (NVIDIA H100 and H200 "
+         "datasheets)"),
+    Link("pcie5", 64.0, 0.5, "PCIe 5.0 x16: 64 GB/s per direction (PCI-SIG); GPU to GPU through the host"),
+    Link("ndr400", 50.0, 0.8, "InfiniBand NDR, 400 Gb/s per GPU with one ConnectX-7 per GPU (NVIDIA ConnectX-7)"),
+    Link("hdr200", 25.0, 0.8, "InfiniBand HDR, 200 Gb/s per GPU with one ConnectX-6 per GPU (NVIDIA ConnectX-6)"),
+    Link("roce400", 50.0, 0.7, "RoCE v2 over 400 GbE per GPU (IEEE 802.3bs); lossy-Ethernet tuning assumed"),
+    Link("tcp25", 3.1, 0.8, "25 GbE sockets per node shared by its GPUs: what InfiniBand falling back to TCP gives"),
+]}
+
+
+@dataclass(frozen=True)
+class Compute:
+    """One GPU's measured times (ms): forward + backward per micro-batch of ``micro_batch``; the optimiser update per
+    billion parameters; DeepSpeed's host work per fetched module; and where they were measured."""
+    micro_batch: int
+    micro_ms: float
+    update_ms_per_billion: float
+    host_ms_per_fetch: float
+    source: str
+
+    def micro_at(self, micro_batch: int) -> float:
+        return self.micro_ms * micro_batch / self.micro_batch
+
+
+PLAIN_ACCUMULATED = re.compile(r"zero3_gas\d+")  # ZeRO-3, no recompute, no compile or other variant
+
+
+def _rows():
+    for path in sorted(MEASURED.glob("*/*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if not isinstance(data, dict) or "rows" not in data:
+            continue
+        model = data.get("args", {}).get("model")
+        for row in data["rows"]:
+            if "phases_ms" in row:
+                yield path, data["env"]["device"], model, row
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    return values[len(values) // 2]
+
+
+def _model_config(name: str) -> ModelConfig | None:
+    path = CONFIGS / f"{name}.yaml"
+    return load_config(path).model if path.exists() else None
+
+
+def measured_compute(model_name: str, cfg: ModelConfig, micro_batch: int) -> Compute | None:
+    """From the recorded single-GPU runs: ``model_name``'s plain ZeRO-3 rows with accumulation at its full depth, at
+    the micro-batch closest to ``micro_batch``; None where it was never measured. The update and the host work
+    come from whichever model was measured, per parameter and per fetched module."""
+    rows = list(_rows())
+    mine = [(p, d, r) for p, d, m, r in rows if m == model_name and r.get("layers") == cfg.num_layers
+            and PLAIN_ACCUMULATED.fullmatch(r["variant"])]
+    if not mine:
+        return None
+    mb = min({r["micro_batch"] for _, _, r in mine}, key=lambda m: (abs(m - micro_batch), m))
+    chosen = [(p, d, r) for p, d, r in mine if r["micro_batch"] == mb]
+    micro = _median([r["phases_ms"]["forward"] + r["phases_ms"]["backward"] for _, _, r in chosen])
+    update, host, by_file = [], [], {}
+    for p, _, m, r in rows:
+        measured = _model_config(m) if m else None
+        if measured is None or r.get("layers") != measured.num_layers or (r.get("accumulation") or 1) > 1:
+            continue
+        if r["variant"] == "zero3":
+            update.append(r["phases_ms"]["update"] / (count_parameters(measured).total / 1e9))
+        if r["variant"] in ("zero3", "zero3_nogathersync"):
+            by_file.setdefault((p, m), {})[r["variant"]] = r["step_ms"]
+    for (_, m), v in by_file.items():
+        if len(v) == 2:
+            host.append((v["zero3"] - v["zero3_nogathersync"]) / (2 * len(inventory(_model_config(m)).units)))
+    where = f"{', '.join(sorted({d for _, d, _ in chosen}))}: " + ", ".join(
+        sorted({f"{p.parent.name}/{p.name}" for p, _, _ in chosen}))
+    return Compute(mb, micro, _median(update) if update else 0.0, _median(host) if host else 0.0, where)
+
+
+@dataclass
+class StepTime:
+    compute_s: float
+    comm_s: dict[str, float]
+    low_s: float
+    likely_s: float
+    high_s: float
+
+
+def step_time(volume: CommVolume, settings: CommSettings, inv: Inventory, compute: Compute, micro_batch: int,
+              grad_accum: int, bus_gbs: float, prefetch: bool, overlap_comm: bool) -> StepTime:
+    ranks, params = volume.ranks, sum(inv.sizes)
+    fetches = 2 * len(inv.units)  # a fetch per module in the forward and in the backward
+    host = compute.host_ms_per_fetch * fetches if settings.stage == 3 and ranks > 1 else 0.0
+    compute_s = grad_accum * (compute.micro_at(micro_batch) + host) / 1e3
+    update_s = compute.update_ms_per_billion * params / 1e9 / ranks / 1e3
+    comm = {op: b / (bus_gbs * 1e9) for op, b in volume.wire_bytes().items()}
+    after = volume.wire_bytes(after_update=True).get(ALL_GATHER, 0.0) / (bus_gbs * 1e9)
+    total_comm = sum(comm.values())
+    high = compute_s + total_comm + update_s
+    low = max(compute_s, total_comm) + update_s
+    if settings.stage == 3:
+        passes = comm.get(ALL_GATHER, 0.0) - after  # the forward and backward gathers of every micro-batch
+        first = passes / max(len(inv.units), 1) if prefetch else passes  # one module's a pass waits unprefetched
+        hidden = passes - first + (comm.get(REDUCE_SCATTER, 0.0) if overlap_comm else 0.0)
+        exposed = first + after + comm.get(ALL_REDUCE, 0.0) + (0.0 if overlap_comm else comm.get(REDUCE_SCATTER, 0.0))
+    else:
+        reduce = comm.get(ALL_REDUCE, 0.0)
+        hidden = reduce if settings.stage == 2 and overlap_comm else 0.0
+        exposed = after + reduce - hidden
+    likely = max(compute_s, hidden) + exposed + update_s
+    return StepTime(compute_s, comm, low, min(max(likely, low), high), high)
+
+
+def model_name(cfg: ModelConfig) -> str | None:
+    """The shipped model config (configs/model/NAME.yaml) that ``cfg`` is, which names its measurements."""
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        if load_config(path).model == cfg:
+            return path.stem
+    return None
+
+
+def stage_ds_configs() -> dict[int, dict]:
+    """The shipped DeepSpeed config of each ZeRO stage."""
+    return {s: json.loads((REPO / "ds_configs" / f"zero{s}.json").read_text()) for s in (1, 2, 3)}
+
+
+@dataclass
+class StagePrediction:
+    stage: int
+    wire_gb: float
+    time: StepTime
+    mfu: float
+    days: float
+
+
+def predict(cfg: ModelConfig, compute: Compute, ds_by_stage: dict[int, dict], gpus: int, micro_batch: int,
+            grad_accum: int, bus_gbs: float, step_flops: float, peak_tflops: float, steps: float,
+            weight_decay: float = 0.1) -> dict[int, StagePrediction]:
+    inv = inventory(cfg, weight_decay)
+    out = {}
+    for stage, ds in ds_by_stage.items():
+        settings = CommSettings.from_ds_config(ds)
+        zero = ds.get("zero_optimization", {})
+        volume = comm_volume(inv, settings, gpus, grad_accum)
+        t = step_time(volume, settings, inv, compute, micro_batch, grad_accum, bus_gbs,
+                      prefetch=zero.get("stage3_prefetch_bucket_size", 50_000_000) not in (0, "0"),
+                      overlap_comm=zero.get("overlap_comm", stage == 3))
+        out[stage] = StagePrediction(stage, sum(volume.wire_bytes().values()) / 1e9, t,
+                                     step_flops / (t.likely_s * gpus * peak_tflops * 1e12), steps * t.likely_s / 86400)
+    return out

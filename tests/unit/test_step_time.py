@@ -1,0 +1,59 @@
+"""The step-time prediction: measured compute found, the overlap range ordered, communication time scaling with the
+bytes and the bandwidth, and ``nexa-plan``'s recommendation for the card's two setups, whose written preset starts."""
+import json
+from dataclasses import replace
+
+import pytest
+
+from megatron_nexa.cli.plan import main as nexa_plan
+from megatron_nexa.comm_plan import CommSettings, comm_volume, inventory
+from megatron_nexa.config import load_config
+from megatron_nexa.step_time import LINKS, measured_compute, model_name, stage_ds_configs, step_time
+from tests.conftest import REPO
+from tests.unit.test_presets import check_preset
+
+CFG_3B = load_config(REPO / "configs/model/nexa_3b.yaml").model
+
+
+def test_the_3b_compute_is_the_recorded_single_gpu_measurement():
+    assert model_name(CFG_3B) == "nexa_3b"
+    c = measured_compute("nexa_3b", CFG_3B, 32)
+    assert c.micro_batch == 32 and 250 < c.micro_ms < 500, c  # forward + backward of 32 spectra on one H100/H200
+    assert "gpu_step_3b_full.json" in c.source and c.update_ms_per_billion > 0 and c.host_ms_per_fetch > 0
+    assert measured_compute("nexa_3b", replace(CFG_3B, num_layers=999), 32) is None  # rows of its depth only
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_overlap_range_is_ordered_and_communication_scales_with_bandwidth(stage):
+    inv, compute = inventory(CFG_3B), measured_compute("nexa_3b", CFG_3B, 32)
+    ds = stage_ds_configs()[stage]
+    settings = CommSettings.from_ds_config(ds)
+    volume = comm_volume(inv, settings, 16)
+    slow, fast = (step_time(volume, settings, inv, compute, 32, 1, bus, prefetch=True, overlap_comm=True)
+                  for bus in (LINKS["hdr200"].bus_gbs, LINKS["ndr400"].bus_gbs))
+    for t in (slow, fast):
+        assert t.low_s <= t.likely_s <= t.high_s
+    assert sum(slow.comm_s.values()) == pytest.approx(2 * sum(fast.comm_s.values()))  # HDR is half NDR
+    assert sum(fast.comm_s.values()) == pytest.approx(sum(volume.wire_bytes().values()) / (LINKS["ndr400"].bus_gbs * 1e9))
+    hidden_nothing = step_time(volume, settings, inv, compute, 32, 1, LINKS["ndr400"].bus_gbs, prefetch=False,
+                               overlap_comm=False)
+    assert hidden_nothing.likely_s >= fast.likely_s
+
+
+def test_nexa_plan_recommends_a_stage_for_the_card_setups(capsys, tmp_path):
+    nexa_plan(["--model", "configs/pretrain_3b.yaml"])
+    pilot = capsys.readouterr().out
+    assert "nvlink4 at 360 GB/s" in pilot and "recommended: ZeRO-" in pilot and "the card's ZeRO-3" in pilot, pilot
+    nexa_plan(["--model", "configs/pretrain_7b.yaml", "--nodes", "4", "--gpus-per-node", "8", "--micro-batch", "16",
+               "--fabric", "ndr400", "--write-config", str(tmp_path)])
+    big = capsys.readouterr().out
+    assert "ndr400 at 40 GB/s" in big and "recommended: ZeRO-" in big, big
+    preset = next(tmp_path.glob("*.env"))
+    assert "NODES=4" in preset.read_text() and json.loads(next(tmp_path.glob("zero*.json")).read_text())
+    check_preset(preset)  # the written preset reconciles at 32 GPUs (micro-batch 16 from the card's 512) and fits
+
+
+def test_measured_bandwidth_replaces_the_table(capsys):
+    nexa_plan(["--model", "configs/pretrain_7b.yaml", "--nodes", "2", "--gpus-per-node", "8", "--inter-gbps", "4"])
+    out = capsys.readouterr().out
+    assert "ndr400 at 4 GB/s" in out, out
