@@ -34,6 +34,7 @@ from packaging.version import Version
 
 from megatron_nexa.compat import ALLOW_UNTESTED
 from megatron_nexa.config import ConfigError, RunConfig, load_config
+from megatron_nexa.step_time import LINKS
 
 PASS, FAIL, WARN, SKIP = "PASS", "FAIL", "WARN", "SKIP"
 GiB = 2**30
@@ -41,10 +42,10 @@ LOG_BYTES = 1 * GiB  # metrics, per-rank logs, offline wandb: an allowance besid
 COMPAT = Path(__file__).resolve().parent / "compat"
 CHECKED_PACKAGES = {"torch": "torch.py", "deepspeed": "deepspeed.py", "megatron-core": "megatron.py"}
 # Bus bandwidth (GB/s) expected of a fabric; measured below FAIL_FRACTION of it is a FAIL, below WARN_FRACTION a WARN.
-# Defaults are conservative for H100 nodes: NVLink within a node (nccl-tests read 350+), InfiniBand between nodes
-# (4-8 HDR/NDR HCAs read 90-190); TCP over Ethernet reads a few GB/s.
-EXPECT_INTRA_GBPS = 150.0
-EXPECT_INTER_GBPS = 40.0
+# The defaults are nexa-plan's link table (per GPU: NVLink 4 within a node, one NDR 400 HCA per GPU between nodes);
+# TCP over Ethernet reads a few GB/s.
+EXPECT_INTRA_GBPS = LINKS["nvlink4"].bus_gbs  # nexa-plan's link table, so the plan and the check agree
+EXPECT_INTER_GBPS = LINKS["ndr400"].bus_gbs
 FAIL_FRACTION, WARN_FRACTION = 0.5, 0.8
 
 

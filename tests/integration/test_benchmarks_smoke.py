@@ -60,3 +60,9 @@ def test_plan_memory_reads_every_recorded_peak(tmp_path):
     assert set(kinds) == {"ZeRO-1, SDPA", "ZeRO-2, SDPA", "ZeRO-3, SDPA", "full recompute", "megatron local attention"}
     assert (tmp_path / "peaks.json").read_text().startswith('{"about"')
 
+
+
+def test_comm_step_prediction_against_measured_steps():
+    out = bench("benchmarks/comm_step.py", "--ranks", "2", "--config", "configs/test_tiny.yaml", "--steps", "1")
+    for config in ("zero1", "zero2", "zero3_cpu"):
+        assert re.search(rf"{config} .* \(\d+\.\d+\) +\d+\.\d+ +\d+\.\d\d", out), out
