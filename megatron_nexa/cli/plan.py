@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 from megatron_nexa.cluster_plan import Cluster, ZeroSettings, plan, render
-from megatron_nexa.config import Recompute, load_config
+from megatron_nexa.comm_plan import CommSettings
+from megatron_nexa.config import ConfigError, Recompute, load_config
 from megatron_nexa.model.flops import forward_flops
 from megatron_nexa.plan import count_parameters
 from megatron_nexa.step_time import LINKS, Compute, measured_compute, model_name, predict, stage_ds_configs
@@ -38,15 +39,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--inter-gbps", type=float, help="bus bandwidth across nodes, GB/s (e.g. nexa-preflight's)")
     p.add_argument("--write-config", metavar="DIR", help="write the recommended DeepSpeed JSON and a Slurm preset")
     args = p.parse_args(argv)
-    run = load_config(args.model)
+    for name in ("gpus_per_node", "nodes", "micro_batch", "grad_accum", "gpu_memory_gib", "peak_tflops", "mfu",
+                 "spectra", "tokens_per_spectrum", "epochs", "intra_gbps", "inter_gbps"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive, not {value}")
+    try:
+        run = load_config(args.model)
+    except (OSError, ConfigError) as e:
+        p.error(f"--model {args.model}: {e}")
     cfg = run.model
-    zero = dict(d.zero)
+    zero, ds_by_stage = dict(d.zero), stage_ds_configs()
     for path in args.ds_config:
         try:
             z = ZeroSettings.from_ds_config(path)
+            ds = json.loads(Path(path).read_text())
+            CommSettings.from_ds_config(ds)
         except ValueError as e:
-            p.error(str(e))
-        zero[z.stage] = z
+            p.error(f"--ds-config {path}: {e}")
+        zero[z.stage], ds_by_stage[z.stage] = z, ds
     count = count_parameters(cfg)
     print(f"model: {args.model}  ({cfg.num_layers} layers, hidden {cfg.hidden_size}, "
           f"FFN {cfg.ffn_hidden_size}, {cfg.num_attention_heads} heads)")
@@ -70,10 +81,6 @@ def main(argv: list[str] | None = None) -> None:
     if compute is None:  # never measured: the assumed MFU, no host work, no update
         micro_ms = 3 * forward_flops(cfg, cluster.micro_batch, seq) / (cluster.peak_tflops * 1e12 * cluster.mfu) * 1e3
         compute = Compute(cluster.micro_batch, micro_ms, 0.0, 0.0, f"not measured: {cluster.mfu:.0%} MFU assumed")
-    ds_by_stage = stage_ds_configs()
-    for path in args.ds_config:
-        ds = json.loads(Path(path).read_text())
-        ds_by_stage[ds["zero_optimization"]["stage"]] = ds
     predicted = predict(cfg, compute, ds_by_stage, cluster.gpus, cluster.micro_batch, cluster.grad_accum, bus,
                         3 * forward_flops(cfg, cluster.global_batch, seq), cluster.peak_tflops, result["total_steps"],
                         run.optim.weight_decay)

@@ -57,3 +57,15 @@ def test_measured_bandwidth_replaces_the_table(capsys):
     nexa_plan(["--model", "configs/pretrain_7b.yaml", "--nodes", "2", "--gpus-per-node", "8", "--inter-gbps", "4"])
     out = capsys.readouterr().out
     assert "ndr400 at 4 GB/s" in out, out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--inter-gbps", "0"], "--inter-gbps must be positive"), (["--micro-batch", "0"], "--micro-batch must be positive"),
+    (["--ds-config", "/nonexistent.json"], "--ds-config /nonexistent.json"),
+    (["--ds-config", "HPZ"], "hpZ) is not modelled")])
+def test_bad_options_are_one_line_errors(capsys, tmp_path, args, message):
+    hpz = tmp_path / "hpz.json"
+    hpz.write_text(json.dumps({"zero_optimization": {"stage": 3, "zero_hpz_partition_size": 2}}))
+    with pytest.raises(SystemExit) as e:
+        nexa_plan(["--model", "configs/pretrain_3b.yaml", *[str(hpz) if a == "HPZ" else a for a in args]])
+    assert e.value.code == 2 and message in capsys.readouterr().err
