@@ -184,8 +184,8 @@ def render(name: str, cfg: ModelConfig, cluster: Cluster, p: dict) -> str:
              f"  data: {cluster.train_spectra:,.0f} spectra x {cluster.tokens_per_spectrum} tokens = "
              f"{p['tokens_per_epoch']:.3g} tokens/epoch; {p['steps_per_epoch']:,.0f} steps/epoch, "
              f"{p['total_steps']:,.0f} steps for {cluster.epochs} epochs",
-             f"  compute: {p['flops_total']:.3g} FLOPs (6·N·D gives {p['flops_6ND']:.3g}); at {cluster.mfu:.0%} MFU of "
-             f"{cluster.peak_tflops:.0f} TFLOP/s per GPU: {p['days']:.1f} days",
+             f"  compute: {p['flops_total']:.3g} FLOPs (6·N·D gives {p['flops_6ND']:.3g}); at an assumed {cluster.mfu:.0%} "
+             f"MFU of {cluster.peak_tflops:.0f} TFLOP/s per GPU: {p['days']:.1f} days (the step time below predicts it)",
              "  memory per GPU (GiB):   params  grads  optimizer  buffers  activations  step-fp32  "
              f"fwd/bwd    step    peak  fits {cluster.gpu_memory_gib:.0f} GiB?"]
     for stage, m in p["memory_gib"].items():
@@ -193,5 +193,5 @@ def render(name: str, cfg: ModelConfig, cluster: Cluster, p: dict) -> str:
                      f"{m['buffers']:8.1f} {m['activations']:12.1f} {m['step fp32 grads']:10.1f} "
                      f"{m['forward/backward']:8.1f} {m['step']:7.1f} {m['total']:7.1f}  {'yes' if m['fits'] else 'no'}")
     best = p["zero_stage"]
-    lines.append(f"  -> {'ZeRO-%d is the lowest stage that fits (90%% of memory)' % best if best else 'nothing fits: more GPUs, a smaller micro-batch or recompute'}")
+    lines.append(f"  memory: {'ZeRO-%d is the lowest stage that fits (90%% of memory)' % best if best else 'nothing fits: more GPUs, a smaller micro-batch or recompute'}")
     return "\n".join(lines)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from megatron_nexa.comm_plan import (ALL_GATHER, ALL_REDUCE, REDUCE_SCATTER, CommSettings, CommVolume, Inventory,
                                      comm_volume, inventory)
-from megatron_nexa.config import ModelConfig, load_config
+from megatron_nexa.config import ModelConfig, Recompute, load_config
 from megatron_nexa.plan import count_parameters
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +66,16 @@ class Compute:
         return self.micro_ms * micro_batch / self.micro_batch
 
 
-PLAIN_ACCUMULATED = re.compile(r"zero3_gas\d+")  # ZeRO-3, no recompute, no compile or other variant
+def matches(variant: str, cfg: ModelConfig, compiled: bool) -> bool:
+    """Is a recorded ``gpu_step`` variant this model as configured: ZeRO-3 with accumulation (the update amortised),
+    compiled layers or not, the GELU saved or recomputed, biases, full recompute, as the config has them?"""
+    tokens = variant.split("_")
+    if tokens[0] != "zero3" or not any(re.fullmatch(r"gas\d+", t) for t in tokens):
+        return False
+    wanted = {"compile": compiled, "layers": compiled, "savegelu": not cfg.recompute_gelu,
+              "nobias": not cfg.linear_bias, "full": cfg.recompute == Recompute.FULL}
+    rest = set(tokens[1:]) - {t for t in tokens if re.fullmatch(r"gas\d+", t)} - {"mb2x"}
+    return rest <= set(wanted) and all((name in rest) == on for name, on in wanted.items())
 
 
 def _rows():
@@ -93,13 +102,13 @@ def _model_config(name: str) -> ModelConfig | None:
     return load_config(path).model if path.exists() else None
 
 
-def measured_compute(model_name: str, cfg: ModelConfig, micro_batch: int) -> Compute | None:
-    """From the recorded single-GPU runs: ``model_name``'s plain ZeRO-3 rows with accumulation at its full depth, at
-    the micro-batch closest to ``micro_batch``; None where it was never measured. The update and the host work
-    come from whichever model was measured, per parameter and per fetched module."""
+def measured_compute(model_name: str, cfg: ModelConfig, micro_batch: int, compiled: bool = False) -> Compute | None:
+    """From the recorded single-GPU runs: ``model_name``'s ZeRO-3 rows with accumulation at its full depth, in the
+    configured variant (``matches``), at the micro-batch closest to ``micro_batch``; None where it was never measured.
+    The update and the host work come from whichever model was measured, per parameter and per fetched module."""
     rows = list(_rows())
     mine = [(p, d, r) for p, d, m, r in rows if m == model_name and r.get("layers") == cfg.num_layers
-            and PLAIN_ACCUMULATED.fullmatch(r["variant"])]
+            and matches(r["variant"], cfg, compiled)]
     if not mine:
         return None
     mb = min({r["micro_batch"] for _, _, r in mine}, key=lambda m: (abs(m - micro_batch), m))

@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", required=True, help="YAML run/model config, e.g. configs/model/nexa_3b.yaml")
     p.add_argument("--gpus-per-node", type=int, default=d.gpus_per_node)
     p.add_argument("--nodes", type=int, default=d.nodes)
-    p.add_argument("--micro-batch", type=int, default=d.micro_batch)
+    p.add_argument("--micro-batch", type=int,
+                   help="spectra per GPU; default: the run config's global batch over the GPUs and accumulation")
     p.add_argument("--grad-accum", type=int, default=d.grad_accum)
     p.add_argument("--gpu-memory-gib", type=float, default=d.gpu_memory_gib)
     p.add_argument("--peak-tflops", type=float, default=d.peak_tflops, help="dense bf16 per GPU")
@@ -49,11 +50,24 @@ def main(argv: list[str] | None = None) -> None:
     except (OSError, ConfigError) as e:
         p.error(f"--model {args.model}: {e}")
     cfg = run.model
+    gpus, global_batch = args.nodes * args.gpus_per_node, run.train.global_batch_size
+    if args.micro_batch is None:  # the global batch is the recipe (docs/decisions/0014)
+        if global_batch % (gpus * args.grad_accum):
+            p.error(f"the global batch of {global_batch} ({args.model}) does not split over {gpus} GPUs x "
+                    f"accumulation {args.grad_accum}: choose --gpus-per-node/--nodes/--grad-accum that divide it, or "
+                    "set --micro-batch (a different global batch)")
+        args.micro_batch = global_batch // (gpus * args.grad_accum)
+    if args.write_config and args.micro_batch * gpus * args.grad_accum != global_batch:
+        p.error(f"--write-config: micro-batch {args.micro_batch} x {gpus} GPUs x accumulation {args.grad_accum} is not "
+                f"the run's global batch of {global_batch}, so the preset would not start")
     zero, ds_by_stage = dict(d.zero), stage_ds_configs()
     for path in args.ds_config:
         try:
             z = ZeroSettings.from_ds_config(path)
             ds = json.loads(Path(path).read_text())
+        except ValueError as e:
+            p.error(str(e))
+        try:
             CommSettings.from_ds_config(ds)
         except ValueError as e:
             p.error(f"--ds-config {path}: {e}")
@@ -77,7 +91,9 @@ def main(argv: list[str] | None = None) -> None:
         link, bus = LINKS[args.intra], args.intra_gbps
     bus = bus or link.bus_gbs
     seq = cfg.max_peaks + 2
-    compute = measured_compute(model_name(cfg) or "", cfg, cluster.micro_batch)
+    if args.nodes == 1 and args.inter_gbps:
+        print("  note: --inter-gbps is for several nodes; on one node --intra-gbps sets the bandwidth")
+    compute = measured_compute(model_name(cfg) or "", cfg, cluster.micro_batch, run.train.compile)
     if compute is None:  # never measured: the assumed MFU, no host work, no update
         micro_ms = 3 * forward_flops(cfg, cluster.micro_batch, seq) / (cluster.peak_tflops * 1e12 * cluster.mfu) * 1e3
         compute = Compute(cluster.micro_batch, micro_ms, 0.0, 0.0, f"not measured: {cluster.mfu:.0%} MFU assumed")

@@ -214,7 +214,9 @@ class Trainer:
     # --- evaluation -------------------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Masked-peak loss and accuracy on the validation split, beside a frequency-prior baseline."""
+        """Masked-peak loss and accuracy on the validation split, beside a frequency-prior baseline; and the mean
+        pairwise cosine of ``[CLS]`` over the first validation batch (the same spectra at every evaluation): near 1
+        the embeddings have collapsed onto one direction, which the masked-peak loss alone does not show."""
         self.engine.eval()
         loader = iterate(build_loader(self.valid_set, self.cfg, self.rank, self.world, 0, train=False,
                                       ignore_stop_signals=True))
@@ -222,10 +224,12 @@ class Trainer:
         all_reduce_host(hist)
         prior = (hist + 1) / (hist + 1).sum()  # add-one smoothing: the frequency prior over m/z bins
         mode = int(torch.argmax(hist))
-        sums = torch.zeros(5, dtype=torch.float64)  # loss*n, correct, n, prior nll*n, prior correct
-        for _ in range(self.cfg.train.eval_batches):
+        sums = torch.zeros(7, dtype=torch.float64)  # loss*n, correct, n, prior nll*n, prior correct, cos sum, pairs
+        for i in range(self.cfg.train.eval_batches):
             batch = next(loader).to(self.built.device)
             out = self.engine(*batch.model_inputs())
+            if i == 0:
+                sums[5:] += torch.tensor(pairwise_cosine_sum(out.cls), dtype=torch.float64)
             target = batch.at_masked(batch.mz_target)
             keep = target >= 0
             logits, target = out.mz_logits[keep].float(), target[keep]
@@ -235,19 +239,20 @@ class Trainer:
             sums += torch.tensor([
                 float(torch.nn.functional.cross_entropy(logits, target, reduction="sum")),
                 float((logits.argmax(-1) == target).sum()), n,
-                float(-torch.log(prior[target.cpu()]).sum()), float((target == mode).sum())], dtype=torch.float64)
+                float(-torch.log(prior[target.cpu()]).sum()), float((target == mode).sum()), 0, 0], dtype=torch.float64)
         del loader  # shuts its workers down now (see train)
         all_reduce_host(sums)
         self.engine.train()
         n = max(sums[2].item(), 1)
         result = {"val_masked_mz": sums[0].item() / n, "val_masked_mz_acc": sums[1].item() / n,
                   "val_prior_masked_mz": sums[3].item() / n, "val_prior_masked_mz_acc": sums[4].item() / n,
-                  "val_masked_tokens": n, "step": self.state.step}
+                  "val_masked_tokens": n, "val_cls_mean_cosine": sums[5].item() / max(sums[6].item(), 1),
+                  "step": self.state.step}
         self.monitor.log(self.state.step, {k: v for k, v in result.items() if k != "step"},
                          f"[eval step {self.state.step}] val masked m/z: loss {result['val_masked_mz']:.4f} "
                          f"acc {result['val_masked_mz_acc']:.3f} | frequency prior: loss "
                          f"{result['val_prior_masked_mz']:.4f} acc {result['val_prior_masked_mz_acc']:.3f} "
-                         f"({int(n):,} masked peaks)")
+                         f"({int(n):,} masked peaks) | [CLS] mean cosine {result['val_cls_mean_cosine']:.3f}")
         self.last_eval = result
         return result
 
@@ -297,6 +302,14 @@ class Trainer:
         sys.excepthook = self._previous_excepthook
         if self.lock:
             self.lock.release()
+
+
+def pairwise_cosine_sum(x: torch.Tensor) -> tuple[float, float]:
+    """The sum of the cosines between every two rows of ``x``, and the number of pairs (sums add across ranks)."""
+    x = torch.nn.functional.normalize(x.detach().float(), dim=-1)
+    n = len(x)
+    total = x.sum(0).square().sum() - x.square().sum()  # sum over i != j of x_i . x_j
+    return float(total) / 2, n * (n - 1) / 2
 
 
 def abort(trainer: "Trainer | None", message: str, code: int) -> int:

@@ -39,6 +39,7 @@ def test_two_process_zero3_run(uninterrupted):
     assert {f.name for f in (run / "checkpoints/step_00000008").glob("rng_rank*.pt")} == {"rng_rank00000.pt",
                                                                                           "rng_rank00001.pt"}
     assert any("val_masked_mz" in m for m in lines) and any("val_prior_masked_mz_acc" in m for m in lines)
+    assert all(-1 <= m["val_cls_mean_cosine"] <= 1 for m in lines if "val_masked_mz" in m)
     first = next(m for m in lines if "loss" in m)
     for key in ("masked_mz", "masked_mz_acc", "retention_order", "lr", "grad_norm", "embedding_variance",
                 "tokens_per_s", "step_time"):

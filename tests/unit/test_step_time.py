@@ -61,7 +61,7 @@ def test_measured_bandwidth_replaces_the_table(capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--inter-gbps", "0"], "--inter-gbps must be positive"), (["--micro-batch", "0"], "--micro-batch must be positive"),
-    (["--ds-config", "/nonexistent.json"], "--ds-config /nonexistent.json"),
+    (["--ds-config", "/nonexistent.json"], "/nonexistent.json: not a DeepSpeed config"),
     (["--ds-config", "HPZ"], "hpZ) is not modelled")])
 def test_bad_options_are_one_line_errors(capsys, tmp_path, args, message):
     hpz = tmp_path / "hpz.json"
@@ -69,3 +69,23 @@ def test_bad_options_are_one_line_errors(capsys, tmp_path, args, message):
     with pytest.raises(SystemExit) as e:
         nexa_plan(["--model", "configs/pretrain_3b.yaml", *[str(hpz) if a == "HPZ" else a for a in args]])
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_micro_batch_follows_the_global_batch_and_a_preset_must_keep_it(capsys, tmp_path):
+    nexa_plan(["--model", "configs/pretrain_7b.yaml", "--nodes", "4", "--gpus-per-node", "8",
+               "--write-config", str(tmp_path)])
+    assert "micro-batch 16, accumulation 1 -> global batch 512" in capsys.readouterr().out
+    assert "EXTRA_ARGS=--train.micro_batch_size=16" in next(tmp_path.glob("*.env")).read_text()
+    for args, message in [(["--nodes", "3", "--gpus-per-node", "8"], "does not split over 24 GPUs"),
+                          (["--micro-batch", "8", "--write-config", str(tmp_path / "x")], "the preset would not start")]:
+        with pytest.raises(SystemExit):
+            nexa_plan(["--model", "configs/pretrain_7b.yaml", *args])
+        assert message in capsys.readouterr().err
+
+
+def test_compiled_configs_use_the_compiled_measurements():
+    cfg = load_config(REPO / "configs/pretrain_7b.yaml")
+    assert cfg.train.compile
+    c = measured_compute("nexa_7b", cfg.model, 32, compiled=True)
+    assert c.micro_batch == 32 and "gelu-recompute" in c.source, c  # the whole 7B at 32, compiled (H200)
+    assert measured_compute("nexa_7b", cfg.model, 32, compiled=False).micro_batch == 16  # eager: measured at 16 only
