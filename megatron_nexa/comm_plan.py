@@ -11,6 +11,9 @@ What DeepSpeed does (read from its code and confirmed by the logger):
   the backward; gradients are reduce-scattered after every micro-batch. Each parameter is partitioned on its own,
   padded to a multiple of the ranks. Persistent parameters (at most ``stage3_param_persistence_threshold`` elements)
   stay whole and are all-gathered once per step, after the update.
+  With ZeRO++ hpZ (``zero_hpz_partition_size``), each rank also keeps a secondary partition, shared within groups of
+  that many ranks (a node), until the next update: only the first forward after an update gathers over all ranks;
+  the backward's gathers, and the later micro-batches' forwards, read ``ranks / hpz`` times the shard over the group.
 - Scalars: the gradient norm (8 bytes) and, for ZeRO-1/2, the overflow flag (1 byte).
 
 A call's bytes are what the comms logger records: the input tensor (a rank's shard for an all-gather, the whole
@@ -28,6 +31,7 @@ from megatron_nexa.model.reference import ReferenceEncoder, TransformerLayer
 from megatron_nexa.model.weight_decay import param_groups
 
 ALL_GATHER, REDUCE_SCATTER, ALL_REDUCE = "all_gather_into_tensor", "reduce_scatter_tensor", "all_reduce"
+HPZ_GATHER = "all_gather_into_tensor (hpZ group)"  # ZeRO++ hpZ: the backward's gathers, within a node
 GRAD_NORM_BYTES, OVERFLOW_FLAG_BYTES = 8, 1
 
 
@@ -50,9 +54,6 @@ class CommSettings:
         settings = cls(stage=zero.get("stage", 0), bytes_per_element=2 if half else 4, **values)
         if settings.stage not in (1, 2, 3):
             raise ValueError(f"ZeRO stage {settings.stage}: the communication plan covers stages 1, 2 and 3")
-        if settings.hpz_partition_size > 1:
-            raise ValueError("zero_hpz_partition_size > 1 (ZeRO++ hpZ) is not modelled: its secondary gathers are not "
-                             "counted; plan with hpZ off")
         return settings
 
 
@@ -142,17 +143,27 @@ def regathered(inv: Inventory, settings: CommSettings) -> list[bool]:
 @dataclass
 class CommVolume:
     """Per optimizer step, per collective: the bytes DeepSpeed's comms logger records on one rank; of them, those
-    sent after the update (the updated parameters' all-gather), which no compute can hide."""
+    sent after the update (the updated parameters' all-gather), which no compute can hide. ``hpz`` ranks form the
+    group of ``HPZ_GATHER`` (the logger counts it as an all-gather)."""
     ranks: int
     message_bytes: dict[str, float] = field(default_factory=dict)
     after_update: dict[str, float] = field(default_factory=dict)
+    hpz: int = 1
 
     def wire_bytes(self, after_update: bool = False) -> dict[str, float]:
         """What one rank sends, and as much receives, with ring algorithms."""
         n = self.ranks
-        factor = {ALL_GATHER: n - 1, REDUCE_SCATTER: (n - 1) / n, ALL_REDUCE: 2 * (n - 1) / n}
+        factor = {ALL_GATHER: n - 1, REDUCE_SCATTER: (n - 1) / n, ALL_REDUCE: 2 * (n - 1) / n, HPZ_GATHER: self.hpz - 1}
         source = self.after_update if after_update else self.message_bytes
         return {op: b * factor[op] for op, b in source.items()}
+
+    def logged(self) -> dict[str, float]:
+        """By DeepSpeed's collective names, as its comms logger reports them."""
+        out: dict[str, float] = {}
+        for op, b in self.message_bytes.items():
+            name = ALL_GATHER if op == HPZ_GATHER else op
+            out[name] = out.get(name, 0.0) + b
+        return out
 
 
 def comm_volume(inv: Inventory, settings: CommSettings, ranks: int, grad_accum: int = 1) -> CommVolume:
@@ -165,11 +176,19 @@ def comm_volume(inv: Inventory, settings: CommSettings, ranks: int, grad_accum: 
         updated = sum(math.ceil(g / align) * align for g in inv.groups) // ranks * b
         return CommVolume(ranks, {ALL_REDUCE: grads + GRAD_NORM_BYTES + OVERFLOW_FLAG_BYTES, ALL_GATHER: updated},
                           {ALL_GATHER: updated})
-    persistent = settings.param_persistence_threshold
+    persistent, hpz = settings.param_persistence_threshold, settings.hpz_partition_size
+    if hpz > 1 and ranks % hpz:
+        raise ValueError(f"zero_hpz_partition_size {hpz} does not divide the {ranks} ranks")
     again = regathered(inv, settings)
-    gathered = sum(_shard(n, ranks) * b * (2 if twice else 1)
-                   for unit, twice in zip(inv.units, again) for n in unit.own if n > persistent)
+    forward = sum(_shard(n, ranks) * b for unit in inv.units for n in unit.own if n > persistent)
+    backward = sum(_shard(n, ranks) * b for unit, twice in zip(inv.units, again) if twice
+                   for n in unit.own if n > persistent)
     persisted = sum(_shard(n, ranks) * b for n in sizes if n <= persistent)
     reduced = sum(_shard(n, ranks) * ranks * b for n in sizes)
-    return CommVolume(ranks, {ALL_GATHER: gathered * grad_accum + persisted, REDUCE_SCATTER: reduced * grad_accum,
-                              ALL_REDUCE: GRAD_NORM_BYTES}, {ALL_GATHER: persisted})
+    volume = {REDUCE_SCATTER: reduced * grad_accum, ALL_REDUCE: GRAD_NORM_BYTES}
+    if hpz == 1:
+        volume[ALL_GATHER] = (forward + backward) * grad_accum + persisted
+    else:  # after the update's first forward, every gather reads a group's secondary partition (x ranks / hpz)
+        volume[ALL_GATHER] = forward + persisted
+        volume[HPZ_GATHER] = ((grad_accum - 1) * forward + grad_accum * backward) * (ranks // hpz)
+    return CommVolume(ranks, volume, {ALL_GATHER: persisted}, hpz)

@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from megatron_nexa.comm_plan import (ALL_GATHER, ALL_REDUCE, REDUCE_SCATTER, CommSettings, CommVolume, Inventory,
-                                     comm_volume, inventory)
+from megatron_nexa.comm_plan import (ALL_GATHER, ALL_REDUCE, HPZ_GATHER, REDUCE_SCATTER, CommSettings, CommVolume,
+                                     Inventory, comm_volume, inventory)
 from megatron_nexa.config import ModelConfig, Recompute, load_config
 from megatron_nexa.plan import count_parameters
 
@@ -141,19 +141,22 @@ class StepTime:
 
 
 def step_time(volume: CommVolume, settings: CommSettings, inv: Inventory, compute: Compute, micro_batch: int,
-              grad_accum: int, bus_gbs: float, prefetch: bool, overlap_comm: bool) -> StepTime:
+              grad_accum: int, bus_gbs: float, prefetch: bool, overlap_comm: bool,
+              group_gbs: float | None = None) -> StepTime:
+    """``bus_gbs``: the bus bandwidth of a ring over all ranks; ``group_gbs``: within an hpZ group (a node)."""
     ranks, params = volume.ranks, sum(inv.sizes)
     fetches = 2 * len(inv.units)  # a fetch per module in the forward and in the backward
     host = compute.host_ms_per_fetch * fetches if settings.stage == 3 and ranks > 1 else 0.0
     compute_s = grad_accum * (compute.micro_at(micro_batch) + host) / 1e3
     update_s = compute.update_ms_per_billion * params / 1e9 / ranks / 1e3
-    comm = {op: b / (bus_gbs * 1e9) for op, b in volume.wire_bytes().items()}
+    comm = {op: b / ((group_gbs or bus_gbs) if op == HPZ_GATHER else bus_gbs) / 1e9
+            for op, b in volume.wire_bytes().items()}
     after = volume.wire_bytes(after_update=True).get(ALL_GATHER, 0.0) / (bus_gbs * 1e9)
     total_comm = sum(comm.values())
     high = compute_s + total_comm + update_s
     low = max(compute_s, total_comm) + update_s
     if settings.stage == 3:
-        passes = comm.get(ALL_GATHER, 0.0) - after  # the forward and backward gathers of every micro-batch
+        passes = comm.get(ALL_GATHER, 0.0) - after + comm.get(HPZ_GATHER, 0.0)  # every micro-batch's gathers
         first = passes / max(len(inv.units), 1) if prefetch else passes  # one module's a pass waits unprefetched
         hidden = passes - first + (comm.get(REDUCE_SCATTER, 0.0) if overlap_comm else 0.0)
         exposed = first + after + comm.get(ALL_REDUCE, 0.0) + (0.0 if overlap_comm else comm.get(REDUCE_SCATTER, 0.0))
@@ -180,25 +183,65 @@ def stage_ds_configs() -> dict[int, dict]:
 
 @dataclass
 class StagePrediction:
+    label: str
     stage: int
     wire_gb: float
     time: StepTime
     mfu: float
     days: float
+    extra_gib: float = 0.0  # memory beyond the stage's plan (hpZ's secondary partition)
 
 
-def predict(cfg: ModelConfig, compute: Compute, ds_by_stage: dict[int, dict], gpus: int, micro_batch: int,
+def with_hpz(ds: dict, group: int) -> dict:
+    """A ZeRO-3 config with ZeRO++ hpZ over groups of ``group`` ranks (a node)."""
+    return {**ds, "zero_optimization": {**ds["zero_optimization"], "zero_hpz_partition_size": group}}
+
+
+def predict(cfg: ModelConfig, compute: Compute, ds_by_label: dict[str, dict], gpus: int, micro_batch: int,
             grad_accum: int, bus_gbs: float, step_flops: float, peak_tflops: float, steps: float,
-            weight_decay: float = 0.1) -> dict[int, StagePrediction]:
+            weight_decay: float = 0.1, group_gbs: float | None = None) -> dict[str, StagePrediction]:
+    """Each labelled DeepSpeed config's step: bytes, time range, MFU and days for ``steps`` steps."""
     inv = inventory(cfg, weight_decay)
     out = {}
-    for stage, ds in ds_by_stage.items():
+    for label, ds in ds_by_label.items():
         settings = CommSettings.from_ds_config(ds)
         zero = ds.get("zero_optimization", {})
         volume = comm_volume(inv, settings, gpus, grad_accum)
         t = step_time(volume, settings, inv, compute, micro_batch, grad_accum, bus_gbs,
                       prefetch=zero.get("stage3_prefetch_bucket_size", 50_000_000) not in (0, "0"),
-                      overlap_comm=zero.get("overlap_comm", stage == 3))
-        out[stage] = StagePrediction(stage, sum(volume.wire_bytes().values()) / 1e9, t,
-                                     step_flops / (t.likely_s * gpus * peak_tflops * 1e12), steps * t.likely_s / 86400)
+                      overlap_comm=zero.get("overlap_comm", settings.stage == 3), group_gbs=group_gbs)
+        extra = settings.bytes_per_element * sum(inv.sizes) / settings.hpz_partition_size / 2**30 \
+            if settings.hpz_partition_size > 1 else 0.0
+        out[label] = StagePrediction(label, settings.stage, sum(volume.wire_bytes().values()) / 1e9, t,
+                                     step_flops / (t.likely_s * gpus * peak_tflops * 1e12), steps * t.likely_s / 86400,
+                                     extra)
     return out
+
+
+def recommend(predicted: dict[str, StagePrediction], fits: dict[str, bool]) -> str | None:
+    """The fastest setup that fits in memory (the likely step time)."""
+    usable = [label for label in predicted if fits[label]]
+    return min(usable, key=lambda label: predicted[label].time.likely_s) if usable else None
+
+
+def render_prediction(predicted: dict[str, StagePrediction], fits: dict[str, bool], link: Link, bus: float,
+                      compute: Compute, micro_batch: int) -> str:
+    tabled = f" ({link.efficiency:.0%} of {link.nominal_gbs:.0f} GB/s: {link.source})" if bus == link.bus_gbs else ""
+    lines = [f"  step time: {link.name} at {bus:.0f} GB/s bus bandwidth{tabled}",
+             f"    compute per micro-batch {compute.micro_at(micro_batch):.0f} ms ({compute.source})",
+             "    setup            fits  sent GB/step  all-gather  reduce-scatter  all-reduce   "
+             "step s: full overlap .. none (likely)    MFU    days"]
+    for label, pr in predicted.items():
+        c, t = pr.time.comm_s, pr.time
+        gathers = c.get(ALL_GATHER, 0.0) + c.get(HPZ_GATHER, 0.0)
+        lines.append(f"    {label:16s} {'yes' if fits[label] else 'no ':4s} {pr.wire_gb:12.2f} {gathers:10.3f}s "
+                     f"{c.get(REDUCE_SCATTER, 0.0):14.3f}s {c.get(ALL_REDUCE, 0.0):10.3f}s   {t.low_s:6.3f} .. "
+                     f"{t.high_s:6.3f} ({t.likely_s:.3f})   {pr.mfu:5.1%} {pr.days:7.1f}")
+    best = recommend(predicted, fits)
+    if best is None:
+        lines.append("  -> nothing fits: more GPUs, a smaller micro-batch or recompute")
+        return "\n".join(lines)
+    card = predicted.get("ZeRO-3")
+    cost = f"; the card's ZeRO-3: {card.days:.1f} days ({card.days / predicted[best].days - 1:+.0%})" if card else ""
+    lines.append(f"  -> recommended: {best}, the fastest that fits: {predicted[best].days:.1f} days{cost}")
+    return "\n".join(lines)

@@ -13,7 +13,8 @@ from megatron_nexa.comm_plan import CommSettings
 from megatron_nexa.config import ConfigError, Recompute, load_config
 from megatron_nexa.model.flops import forward_flops
 from megatron_nexa.plan import count_parameters
-from megatron_nexa.step_time import LINKS, Compute, measured_compute, model_name, predict, stage_ds_configs
+from megatron_nexa.step_time import (LINKS, Compute, measured_compute, model_name, predict, recommend,
+                                     render_prediction, stage_ds_configs, with_hpz)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,41 +98,34 @@ def main(argv: list[str] | None = None) -> None:
     if compute is None:  # never measured: the assumed MFU, no host work, no update
         micro_ms = 3 * forward_flops(cfg, cluster.micro_batch, seq) / (cluster.peak_tflops * 1e12 * cluster.mfu) * 1e3
         compute = Compute(cluster.micro_batch, micro_ms, 0.0, 0.0, f"not measured: {cluster.mfu:.0%} MFU assumed")
-    predicted = predict(cfg, compute, ds_by_stage, cluster.gpus, cluster.micro_batch, cluster.grad_accum, bus,
-                        3 * forward_flops(cfg, cluster.global_batch, seq), cluster.peak_tflops, result["total_steps"],
-                        run.optim.weight_decay)
-    print(f"  step time: {link.name} at {bus:.0f} GB/s bus bandwidth{'' if bus != link.bus_gbs else f' ({link.efficiency:.0%} of {link.nominal_gbs:.0f} GB/s: {link.source})'}")
-    print(f"    compute per micro-batch {compute.micro_at(cluster.micro_batch):.0f} ms ({compute.source})")
-    print("    stage   fits  sent GB/step  all-gather  reduce-scatter  all-reduce   step s: full overlap .. none (likely)"
-          "    MFU    days")
-    fits = {s: result["memory_gib"][s]["fits"] for s in predicted}
-    for s, pr in predicted.items():
-        c, t = pr.time.comm_s, pr.time
-        print(f"    ZeRO-{s}  {'yes' if fits[s] else 'no ':4s} {pr.wire_gb:12.2f} {c.get('all_gather_into_tensor', 0):10.3f}s "
-              f"{c.get('reduce_scatter_tensor', 0):14.3f}s {c.get('all_reduce', 0):10.3f}s   {t.low_s:6.3f} .. "
-              f"{t.high_s:6.3f} ({t.likely_s:.3f})   {pr.mfu:5.1%} {pr.days:7.1f}")
-    usable = [s for s in predicted if fits[s]]
-    if not usable:
-        print("  -> no stage fits: more GPUs, a smaller micro-batch or recompute")
-        return
-    best = min(usable, key=lambda s: predicted[s].time.likely_s)
-    card = predicted.get(3)
-    cost = f"; the card's ZeRO-3: {card.days:.1f} days ({card.days / predicted[best].days - 1:+.0%})" if card else ""
-    print(f"  -> recommended: ZeRO-{best}, the fastest that fits: {predicted[best].days:.1f} days{cost}")
-    if args.write_config:
+    labelled = {f"ZeRO-{stage}": ds for stage, ds in ds_by_stage.items()}
+    if args.nodes > 1:  # ZeRO++ hpZ: the backward's gathers within a node
+        labelled[f"ZeRO-3 hpZ {args.gpus_per_node}"] = with_hpz(ds_by_stage[3], args.gpus_per_node)
+    group_gbs = args.intra_gbps or LINKS[args.intra].bus_gbs
+    try:
+        predicted = predict(cfg, compute, labelled, cluster.gpus, cluster.micro_batch, cluster.grad_accum, bus,
+                            3 * forward_flops(cfg, cluster.global_batch, seq), cluster.peak_tflops,
+                            result["total_steps"], run.optim.weight_decay, group_gbs)
+    except ValueError as e:  # a --ds-config that does not fit the cluster (an hpZ group that does not divide it)
+        p.error(str(e))
+    fits = {label: result["memory_gib"][pr.stage]["total"] + pr.extra_gib <= 0.9 * cluster.gpu_memory_gib
+            for label, pr in predicted.items()}
+    print(render_prediction(predicted, fits, link, bus, compute, cluster.micro_batch))
+    best = recommend(predicted, fits)
+    if best and args.write_config:
         extra = (f"--train.micro_batch_size={args.micro_batch}" if args.micro_batch != run.train.micro_batch_size
                  else "")
-        write_config(Path(args.write_config), args.model, ds_by_stage[best], best, args.nodes, args.gpus_per_node, extra)
+        write_config(Path(args.write_config), args.model, labelled[best], best, args.nodes, args.gpus_per_node, extra)
 
 
-def write_config(out: Path, config: str, ds: dict, stage: int, nodes: int, gpus_per_node: int, extra: str) -> None:
+def write_config(out: Path, config: str, ds: dict, label: str, nodes: int, gpus_per_node: int, extra: str) -> None:
     """The recommended DeepSpeed JSON and a Slurm preset that runs ``config`` with it (slurm/submit.sh takes it)."""
     out.mkdir(parents=True, exist_ok=True)
-    ds_path = (out / f"zero{stage}.json").resolve()
+    ds_path = (out / f"{label.lower().replace('-', '').replace(' ', '_')}.json").resolve()
     ds_path.write_text(json.dumps(ds, indent=2) + "\n")
     name = f"{Path(config).stem}_{nodes}x{gpus_per_node}"
     preset = out / f"{name}.env"
-    preset.write_text(f"# Written by nexa-plan: ZeRO-{stage}, the fastest stage that fits.\nNODES={nodes}\n"
+    preset.write_text(f"# Written by nexa-plan: {label}, the fastest setup that fits.\nNODES={nodes}\n"
                       f"GPUS_PER_NODE={gpus_per_node}\nTIME=7-00:00:00\nCONFIG={config}\nDS_CONFIG={ds_path}\n"
                       f"RUN_DIR=runs/{name}\n" + (f"EXTRA_ARGS={extra}\n" if extra else ""))
     print(f"  wrote {ds_path} and {preset.resolve()}")

@@ -47,7 +47,7 @@ def test_nexa_plan_recommends_a_stage_for_the_card_setups(capsys, tmp_path):
     nexa_plan(["--model", "configs/pretrain_7b.yaml", "--nodes", "4", "--gpus-per-node", "8", "--micro-batch", "16",
                "--fabric", "ndr400", "--write-config", str(tmp_path)])
     big = capsys.readouterr().out
-    assert "ndr400 at 40 GB/s" in big and "recommended: ZeRO-" in big, big
+    assert "ndr400 at 40 GB/s" in big and "recommended: ZeRO-" in big and "ZeRO-3 hpZ 8" in big, big
     preset = next(tmp_path.glob("*.env"))
     assert "NODES=4" in preset.read_text() and json.loads(next(tmp_path.glob("zero*.json")).read_text())
     check_preset(preset)  # the written preset reconciles at 32 GPUs (micro-batch 16 from the card's 512) and fits
@@ -62,10 +62,10 @@ def test_measured_bandwidth_replaces_the_table(capsys):
 @pytest.mark.parametrize("args, message", [
     (["--inter-gbps", "0"], "--inter-gbps must be positive"), (["--micro-batch", "0"], "--micro-batch must be positive"),
     (["--ds-config", "/nonexistent.json"], "/nonexistent.json: not a DeepSpeed config"),
-    (["--ds-config", "HPZ"], "hpZ) is not modelled")])
+    (["--ds-config", "HPZ"], "zero_hpz_partition_size 3 does not divide the 16 ranks")])
 def test_bad_options_are_one_line_errors(capsys, tmp_path, args, message):
     hpz = tmp_path / "hpz.json"
-    hpz.write_text(json.dumps({"zero_optimization": {"stage": 3, "zero_hpz_partition_size": 2}}))
+    hpz.write_text(json.dumps({"zero_optimization": {"stage": 3, "zero_hpz_partition_size": 3}}))
     with pytest.raises(SystemExit) as e:
         nexa_plan(["--model", "configs/pretrain_3b.yaml", *[str(hpz) if a == "HPZ" else a for a in args]])
     assert e.value.code == 2 and message in capsys.readouterr().err
@@ -89,3 +89,16 @@ def test_compiled_configs_use_the_compiled_measurements():
     c = measured_compute("nexa_7b", cfg.model, 32, compiled=True)
     assert c.micro_batch == 32 and "gelu-recompute" in c.source, c  # the whole 7B at 32, compiled (H200)
     assert measured_compute("nexa_7b", cfg.model, 32, compiled=False).micro_batch == 16  # eager: measured at 16 only
+
+
+def test_hpz_gathers_run_at_the_nodes_bandwidth():
+    inv, compute = inventory(CFG_3B), measured_compute("nexa_3b", CFG_3B, 32)
+    ds = {**stage_ds_configs()[3]}
+    ds["zero_optimization"] = {**ds["zero_optimization"], "zero_hpz_partition_size": 8, "stage3_max_reuse_distance": 0}
+    settings = CommSettings.from_ds_config(ds)
+    volume = comm_volume(inv, settings, 32, grad_accum=2)
+    assert volume.logged().keys() == {"all_gather_into_tensor", "reduce_scatter_tensor", "all_reduce"}
+    slow, fast = (step_time(volume, settings, inv, compute, 16, 2, 40.0, True, True, group_gbs=g) for g in (40.0, 360.0))
+    hpz = "all_gather_into_tensor (hpZ group)"
+    assert slow.comm_s[hpz] == pytest.approx(9 * fast.comm_s[hpz])
+    assert slow.comm_s["reduce_scatter_tensor"] == fast.comm_s["reduce_scatter_tensor"]
