@@ -131,7 +131,7 @@ def quick_verify(root: str, sample: int = 2, seed: int = 0) -> list[str]:
 
 def check_sources(cfg: RunConfig, full: bool = False, sample: int = 2) -> list[Check]:
     """One line per data source: exists, manifest parses, has the run's splits, quick (or ``full``) verify."""
-    from megatron_nexa.data.manifest import Manifest, verify
+    from megatron_nexa.data.manifest import MissingSplit, load_with_splits, verify
 
     if not cfg.data.sources:
         return [Check(FAIL, "data", "data.sources is empty: name at least one dataset version directory")]
@@ -139,18 +139,16 @@ def check_sources(cfg: RunConfig, full: bool = False, sample: int = 2) -> list[C
     for i, source in enumerate(cfg.data.sources):
         name = f"data.sources[{i}]"
         try:
-            m = Manifest.load(source.path)
+            m = load_with_splits(source.path, (cfg.data.train_split, cfg.data.valid_split))
         except FileNotFoundError as e:
             checks.append(Check(FAIL, name, f"{e}; fetch it with `nexa-dataset sync SRC {source.path}` or fix "
                                 f"data.sources[{i}].path"))
             continue
+        except MissingSplit as e:
+            checks.append(Check(FAIL, name, f"{e}: set data.train_split / data.valid_split"))
+            continue
         except (OSError, ValueError) as e:
             checks.append(Check(FAIL, name, f"{e}; sync the version again (`nexa-dataset sync`)"))
-            continue
-        missing = [s for s in (cfg.data.train_split, cfg.data.valid_split) if s not in m.shards]
-        if missing:
-            checks.append(Check(FAIL, name, f"{source.path} has no split {', '.join(map(repr, missing))} (it has "
-                                f"{sorted(m.shards)}): set data.train_split / data.valid_split"))
             continue
         try:
             problems = verify(source.path) if full else quick_verify(source.path, sample)

@@ -5,7 +5,7 @@ the dataset manifest reader are imported here."""
 import json
 from pathlib import Path
 
-from megatron_nexa.data.manifest import MANIFEST, Manifest
+from megatron_nexa.data.manifest import Manifest, MissingSplit, load_with_splits
 
 HF_CODE = ("configuration_nexa.py", "modeling_nexa.py")  # what AutoModel(trust_remote_code=True) runs
 HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
@@ -51,14 +51,11 @@ def dataset_version(path: str, name: str, splits: tuple[str, ...]) -> Manifest:
     if not folder.is_dir():
         raise InputError(f"{name} {path}: not a folder (expected a dataset version written by nexa-preprocess)")
     try:
-        manifest = Manifest.load(str(folder))
+        return load_with_splits(path, splits)
+    except MissingSplit as e:
+        raise InputError(f"{name} {e}") from None
     except (OSError, ValueError) as e:  # no manifest.json, or a damaged one; the message names the path
         raise InputError(f"{name}: {e}") from None
-    absent = [s for s in splits if s not in manifest.shards]
-    if absent:
-        raise InputError(f"{name} {path}: no split {' or '.join(map(repr, absent))} in its {MANIFEST} "
-                         f"(it has {sorted(manifest.shards)})")
-    return manifest
 
 
 def output_file(path: str, name: str) -> Path:

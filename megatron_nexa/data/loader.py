@@ -15,7 +15,7 @@ from megatron_nexa.data.batch import collate
 from megatron_nexa.data.dataset import PretrainingDataset
 from megatron_nexa.data.sampler import PretrainingSampler
 from megatron_nexa.data.source import SpectraSource
-from megatron_nexa.data.version import DatasetVersion
+from megatron_nexa.data.manifest import MissingSplit, load_with_splits
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
@@ -27,12 +27,11 @@ def check_sources(cfg: RunConfig) -> None:
     for i, source in enumerate(cfg.data.sources):
         name = f"data.sources[{i}].path"
         try:
-            splits = DatasetVersion(source.path).manifest.shards
+            load_with_splits(source.path, (cfg.data.train_split, cfg.data.valid_split))
+        except MissingSplit as e:
+            raise ConfigError(f"{name}: {e}", name) from None
         except (OSError, ValueError) as e:  # missing directory or manifest, unreadable manifest
             raise ConfigError(f"{name}: {source.path} is not a readable dataset version ({e})", name) from None
-        for split in (cfg.data.train_split, cfg.data.valid_split):
-            if split not in splits:
-                raise ConfigError(f"{name}: {source.path} has no split {split!r} (it has {sorted(splits)})", name)
 
 
 def build_dataset(cfg: RunConfig, split: str) -> PretrainingDataset:

@@ -73,6 +73,21 @@ def sha256_file(fs, path: str, block: int = 1 << 22) -> tuple[int, str]:
     return size, sha.hexdigest()
 
 
+class MissingSplit(ValueError):
+    """A dataset version without a split the caller reads."""
+
+
+def load_with_splits(root: str, splits) -> "Manifest":
+    """The manifest of the dataset version at ``root``, which must have ``splits``: FileNotFoundError without a
+    manifest, ValueError for a damaged one, MissingSplit naming what is absent and what there is."""
+    manifest = Manifest.load(str(root))
+    absent = [s for s in splits if s not in manifest.shards]
+    if absent:
+        raise MissingSplit(f"{root}: no split {' or '.join(map(repr, absent))} in its {MANIFEST} "
+                           f"(it has {sorted(manifest.shards)})")
+    return manifest
+
+
 def verify(root: str) -> list[str]:
     """Re-check every file's size and sha256 and the counts against the manifest; return the problems."""
     from megatron_nexa.data.indexed import IndexedPeaks

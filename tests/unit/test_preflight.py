@@ -72,7 +72,7 @@ def test_a_corrupt_manifest_fails(version_copy, tmp_path, capsys):
 def test_a_missing_split_fails(massbank, tmp_path, capsys):
     config = write_config(tmp_path, massbank)
     code, lines, out = run(capsys, config, "--data.valid_split=holdout")
-    assert code == 1 and "has no split 'holdout'" in lines["FAIL data.sources[0]"], out
+    assert code == 1 and "no split 'holdout'" in lines["FAIL data.sources[0]"], out
 
 
 def test_the_quick_verify_checks_sizes_of_all_and_checksums_of_a_sample(version_copy, tmp_path):
