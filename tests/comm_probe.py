@@ -1,7 +1,7 @@
 """Run under torchrun: for each case (a DeepSpeed config and an accumulation), build the engine with DeepSpeed's comms
 logger on, take optimizer steps on synthetic batches, and write what the logger recorded in the last one.
 
-    torchrun --nproc_per_node N tests/comm_probe.py RUN_CONFIG CASES_JSON OUT_JSON
+    torchrun --nproc_per_node N tests/comm_probe.py CASES_JSON OUT_JSON   (a case: config, ds, accum)
 
 The first two steps record ZeRO-3's module trace (and check it across ranks); the third is the steady state."""
 import json
@@ -44,9 +44,10 @@ def logged_step(cfg_path: str, ds: dict, accum: int, work: Path) -> dict[str, in
 
 
 def main() -> None:
-    cfg_path, cases_path, out = sys.argv[1:4]
+    cases_path, out = sys.argv[1:3]
     work = Path(out).parent
-    results = [logged_step(cfg_path, case["ds"], case["accum"], work) for case in json.loads(Path(cases_path).read_text())]
+    results = [logged_step(case["config"], case["ds"], case["accum"], work)
+               for case in json.loads(Path(cases_path).read_text())]
     if int(os.environ["RANK"]) == 0:
         Path(out).write_text(json.dumps(results))
 

@@ -17,49 +17,53 @@ from tests.training_runs import ENV
 SHIPPED = ["zero1.json", "zero2.json", "zero3.json", "zero3_cpu.json"]
 
 
-def cases(model: str, ranks: int) -> list[dict]:
-    shipped = [json.loads((REPO / "ds_configs" / name).read_text()) for name in SHIPPED]
-    out = [{"name": f"{name} accum {accum}", "ds": ds, "accum": accum}
-           for name, ds in zip(SHIPPED, shipped) for accum in (1, 2)]
-    if model == "tiny":  # released after the forward: every fetch unit, some (three ways), none; some kept whole
-        z3 = shipped[SHIPPED.index("zero3_cpu.json")]
-        for label, extra in [("reuse distance 0", {"stage3_max_reuse_distance": 0}),
-                             ("reuse distance 1000", {"stage3_max_reuse_distance": 1000}),
-                             ("reuse distance 15000", {"stage3_max_reuse_distance": 15000}),
-                             ("reuse distance 30000", {"stage3_max_reuse_distance": 30000}),
-                             ("persistence 1000", {"stage3_param_persistence_threshold": 1000})]:
-            out.append({"name": f"zero3_cpu.json, {label}", "accum": 2,
-                        "ds": {**z3, "zero_optimization": {**z3["zero_optimization"], **extra}}})
-    if ranks == 4:  # DeepSpeed makes hpZ's process group once in a process: one hpZ case a launch, the last
-        z3 = shipped[SHIPPED.index("zero3_cpu.json")]
-        reuse = 15000 if model == "tiny" else 0
-        out.append({"name": f"zero3_cpu.json, hpZ 2, reuse {reuse}", "accum": 2, "ds": {**z3, "zero_optimization": {
-            **z3["zero_optimization"], "zero_hpz_partition_size": 2, "stage3_max_reuse_distance": reuse}}})
-    return out
-
-
 CONFIGS = {"tiny": "configs/test_tiny.yaml", "small": "configs/massbank_small.yaml"}
 
 
-@pytest.mark.parametrize("model, ranks", [("tiny", 2), ("tiny", 4), ("small", 2), ("small", 4)])
-def test_bytes_per_collective_match_deepspeeds_comms_logger(model, ranks, tmp_path):
-    todo = cases(model, ranks)
+def cases(ranks: int) -> list[dict]:
+    shipped = {name: json.loads((REPO / "ds_configs" / name).read_text()) for name in SHIPPED}
+    z3 = shipped["zero3_cpu.json"]
+
+    def zero3_with(**extra):
+        return {**z3, "zero_optimization": {**z3["zero_optimization"], **extra}}
+
+    out = [{"model": model, "name": f"{name} accum {accum}", "ds": ds, "accum": accum}
+           for model in CONFIGS for name, ds in shipped.items() for accum in (1, 2)]
+    # released after the forward: every fetch unit, some (three ways), none; some kept whole
+    for label, extra in [("reuse distance 0", {"stage3_max_reuse_distance": 0}),
+                         ("reuse distance 1000", {"stage3_max_reuse_distance": 1000}),
+                         ("reuse distance 15000", {"stage3_max_reuse_distance": 15000}),
+                         ("reuse distance 30000", {"stage3_max_reuse_distance": 30000}),
+                         ("persistence 1000", {"stage3_param_persistence_threshold": 1000})]:
+        out.append({"model": "tiny", "name": f"zero3_cpu.json, {label}", "accum": 2, "ds": zero3_with(**extra)})
+    if ranks == 4:  # DeepSpeed makes hpZ's process group once in a process: one hpZ case a launch, the last
+        out.append({"model": "tiny", "name": "zero3_cpu.json, hpZ 2, reuse 15000", "accum": 2,
+                    "ds": zero3_with(zero_hpz_partition_size=2, stage3_max_reuse_distance=15000)})
+    return [{**case, "config": CONFIGS[case["model"]]} for case in out]
+
+
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_bytes_per_collective_match_deepspeeds_comms_logger(ranks, tmp_path):
+    todo = cases(ranks)
     (tmp_path / "cases.json").write_text(json.dumps(todo))
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
-                          "--master_addr", "127.0.0.1", "--master_port", str(29720 + ranks + 10 * len(model)),
-                          "tests/comm_probe.py", CONFIGS[model], str(tmp_path / "cases.json"),
-                          str(tmp_path / "logged.json")],
+                          "--master_addr", "127.0.0.1", "--master_port", str(29720 + ranks),
+                          "tests/comm_probe.py", str(tmp_path / "cases.json"), str(tmp_path / "logged.json")],
                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     logged = json.loads((tmp_path / "logged.json").read_text())
-    cfg = load_config(REPO / CONFIGS[model], ["--data.sources=[{path: unused}]"])
-    inv = inventory(cfg.model, cfg.optim.weight_decay)
+    inventories = {}
+    for model, path in CONFIGS.items():
+        cfg = load_config(REPO / path, ["--data.sources=[{path: unused}]"])
+        inventories[model] = inventory(cfg.model, cfg.optim.weight_decay)
     report = []
     for case, measured in zip(todo, logged):
-        planned = comm_volume(inv, CommSettings.from_ds_config(case["ds"]), ranks, case["accum"]).logged()
+        planned = comm_volume(inventories[case["model"]], CommSettings.from_ds_config(case["ds"]), ranks,
+                              case["accum"]).logged()
         measured = {op: b for op, b in measured.items() if b}  # ZeRO-3's trace broadcasts end after two steps
         for op in sorted(set(planned) | set(measured)):
             p, m = planned.get(op, 0), measured.get(op, 0)
-            report.append(f"{case['name']:40s} {op:24s} planned {p:>12,} logged {m:>12,} ratio {p / m if m else 0:.4f}")
+            report.append(f"{case['model']:5s} {case['name']:36s} {op:22s} planned {p:>12,.0f} logged {m:>12,} "
+                          f"ratio {p / m if m else 0:.4f}")
             assert m and abs(p - m) <= 0.02 * m, "\n".join(report)
     print("\n".join(report))
