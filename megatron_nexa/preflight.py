@@ -34,7 +34,7 @@ from packaging.version import Version
 
 from megatron_nexa.compat import ALLOW_UNTESTED
 from megatron_nexa.config import ConfigError, RunConfig, load_config
-from megatron_nexa.step_time import LINKS
+from megatron_nexa.step_time import LINKS, across_nodes_gbs
 
 PASS, FAIL, WARN, SKIP = "PASS", "FAIL", "WARN", "SKIP"
 GiB = 2**30
@@ -42,10 +42,14 @@ LOG_BYTES = 1 * GiB  # metrics, per-rank logs, offline wandb: an allowance besid
 COMPAT = Path(__file__).resolve().parent / "compat"
 CHECKED_PACKAGES = {"torch": "torch.py", "deepspeed": "deepspeed.py", "megatron-core": "megatron.py"}
 # Bus bandwidth (GB/s) expected of a fabric; measured below FAIL_FRACTION of it is a FAIL, below WARN_FRACTION a WARN.
-# The defaults are nexa-plan's link table (per GPU: NVLink 4 within a node, one NDR 400 HCA per GPU between nodes);
-# TCP over Ethernet reads a few GB/s.
+# The defaults are nexa-plan's link table: NVLink 4 within a node; between nodes, one NDR 400 HCA per GPU, which a
+# ring uses all of (8 GPUs: 320 GB/s). TCP over Ethernet reads a few GB/s.
 EXPECT_INTRA_GBPS = LINKS["nvlink4"].bus_gbs  # nexa-plan's link table, so the plan and the check agree
-EXPECT_INTER_GBPS = LINKS["ndr400"].bus_gbs
+
+
+def expect_inter_gbps(gpus_per_node: int) -> float:
+    """A ring across nodes with one NDR 400 NIC a GPU, as nexa-plan predicts it."""
+    return across_nodes_gbs(LINKS["ndr400"], LINKS["nvlink4"], gpus_per_node)
 FAIL_FRACTION, WARN_FRACTION = 0.5, 0.8
 
 
@@ -369,10 +373,11 @@ def _time_collective(op: str, nbytes: int, group, iters: int = 5, device: str = 
     return bus_bandwidth(op, 4 * n * (ranks if op == "all_gather" else 1), ranks, float(seconds))
 
 
-def check_collectives(layout: Layout, expect_intra: float = EXPECT_INTRA_GBPS, expect_inter: float = EXPECT_INTER_GBPS,
+def check_collectives(layout: Layout, expect_intra: float = EXPECT_INTRA_GBPS, expect_inter: float | None = None,
                       nbytes: int = 256 * 2**20, device: str = "cuda") -> list[Check]:
     """An NCCL all-reduce and all-gather within each node and across all ranks (run on every rank, under srun;
-    ``device="cpu"`` on gloo for the tests)."""
+    ``device="cpu"`` on gloo for the tests). ``expect_inter`` defaults to ``expect_inter_gbps`` of the layout."""
+    expect_inter = expect_inter or expect_inter_gbps(layout.per_node)
     import torch.distributed as dist
 
     if layout.world_size < 2:

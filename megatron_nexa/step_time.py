@@ -32,9 +32,10 @@ MEASURED, CONFIGS = REPO / "benchmarks" / "results", REPO / "configs" / "model"
 @dataclass(frozen=True)
 class Link:
     name: str
-    nominal_gbs: float  # per GPU, per direction
+    nominal_gbs: float  # per GPU (or per node, ``per_node``), per direction
     efficiency: float  # bus bandwidth nccl-tests reaches on large messages, as a fraction of nominal (assumed)
     source: str
+    per_node: bool = False  # one link a node, shared by its GPUs
 
     @property
     def bus_gbs(self) -> float:
@@ -48,8 +49,15 @@ LINKS = {link.name: link for link in [
     Link("ndr400", 50.0, 0.8, "InfiniBand NDR, 400 Gb/s per GPU with one ConnectX-7 per GPU (NVIDIA ConnectX-7)"),
     Link("hdr200", 25.0, 0.8, "InfiniBand HDR, 200 Gb/s per GPU with one ConnectX-6 per GPU (NVIDIA ConnectX-6)"),
     Link("roce400", 50.0, 0.7, "RoCE v2 over 400 GbE per GPU (IEEE 802.3bs); lossy-Ethernet tuning assumed"),
-    Link("tcp25", 3.1, 0.8, "25 GbE sockets per node shared by its GPUs: what InfiniBand falling back to TCP gives"),
+    Link("tcp25", 3.1, 0.8, "25 GbE sockets, one a node: what InfiniBand falling back to TCP gives", per_node=True),
 ]}
+
+
+def across_nodes_gbs(fabric: Link, intra: Link, gpus_per_node: int) -> float:
+    """The bus bandwidth of a ring over several nodes. NCCL runs one ring (channel) per NIC, each leaving a node
+    through another GPU's NIC, so a node boundary carries 1/G of every rank's bytes on each of its G NICs: the ring
+    runs at the node's NIC bandwidth in all (one NIC a GPU), and never faster than NVLink within the node."""
+    return min(fabric.bus_gbs * (1 if fabric.per_node else gpus_per_node), intra.bus_gbs)
 
 
 @dataclass(frozen=True)
@@ -225,9 +233,16 @@ def recommend(predicted: dict[str, StagePrediction], fits: dict[str, bool]) -> s
 
 
 def render_prediction(predicted: dict[str, StagePrediction], fits: dict[str, bool], link: Link, bus: float,
-                      compute: Compute, micro_batch: int) -> str:
-    tabled = f" ({link.efficiency:.0%} of {link.nominal_gbs:.0f} GB/s: {link.source})" if bus == link.bus_gbs else ""
-    lines = [f"  step time: {link.name} at {bus:.0f} GB/s bus bandwidth{tabled}",
+                      tabled: float, compute: Compute, micro_batch: int) -> str:
+    """``tabled``: the bus bandwidth the link table gives; ``bus``: the one used (a measured one replaces it)."""
+    if bus != tabled:
+        where = f"as given; the table's {link.name} gives {tabled:.0f}"
+    elif link.name == "nvlink4" or link.per_node or tabled == LINKS["nvlink4"].bus_gbs:
+        where = f"{link.efficiency:.0%} of {link.nominal_gbs:.0f} GB/s: {link.source}"
+    else:
+        where = (f"a NIC a GPU, each {link.efficiency:.0%} of {link.nominal_gbs:.0f} GB/s, the ring over all of a "
+                 f"node's: {link.source}")
+    lines = [f"  step time: {link.name} at {bus:.0f} GB/s bus bandwidth ({where})",
              f"    compute per micro-batch {compute.micro_at(micro_batch):.0f} ms ({compute.source})",
              "    setup            fits  sent GB/step  all-gather  reduce-scatter  all-reduce   "
              "step s: full overlap .. none (likely)    MFU    days"]

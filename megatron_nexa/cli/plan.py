@@ -13,7 +13,7 @@ from megatron_nexa.comm_plan import CommSettings
 from megatron_nexa.config import ConfigError, Recompute, load_config
 from megatron_nexa.model.flops import forward_flops
 from megatron_nexa.plan import count_parameters
-from megatron_nexa.step_time import (LINKS, Compute, measured_compute, model_name, predict, recommend,
+from megatron_nexa.step_time import (LINKS, Compute, across_nodes_gbs, measured_compute, model_name, predict, recommend,
                                      render_prediction, stage_ds_configs, with_hpz)
 
 
@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--intra", choices=sorted(LINKS), default="nvlink4", help="the link between GPUs of a node")
     p.add_argument("--fabric", choices=sorted(LINKS), default="ndr400", help="the network between nodes, per GPU")
     p.add_argument("--intra-gbps", type=float, help="bus bandwidth within a node, GB/s (e.g. nexa-preflight's)")
-    p.add_argument("--inter-gbps", type=float, help="bus bandwidth across nodes, GB/s (e.g. nexa-preflight's)")
+    p.add_argument("--inter-gbps", type=float,
+                   help="bus bandwidth of a ring across nodes, GB/s (nexa-preflight's inter-node line)")
     p.add_argument("--write-config", metavar="DIR", help="write the recommended DeepSpeed JSON and a Slurm preset")
     args = p.parse_args(argv)
     for name in ("gpus_per_node", "nodes", "micro_batch", "grad_accum", "gpu_memory_gib", "peak_tflops", "mfu",
@@ -88,9 +89,11 @@ def main(argv: list[str] | None = None) -> None:
     print(render(args.model, cfg, cluster, result))
     if args.nodes > 1:
         link, bus = LINKS[args.fabric], args.inter_gbps
+        tabled = across_nodes_gbs(link, LINKS[args.intra], args.gpus_per_node)
     else:
         link, bus = LINKS[args.intra], args.intra_gbps
-    bus = bus or link.bus_gbs
+        tabled = link.bus_gbs
+    bus = bus or tabled
     seq = cfg.max_peaks + 2
     if args.nodes == 1 and args.inter_gbps:
         print("  note: --inter-gbps is for several nodes; on one node --intra-gbps sets the bandwidth")
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error(str(e))
     fits = {label: result["memory_gib"][pr.stage]["total"] + pr.extra_gib <= 0.9 * cluster.gpu_memory_gib
             for label, pr in predicted.items()}
-    print(render_prediction(predicted, fits, link, bus, compute, cluster.micro_batch))
+    print(render_prediction(predicted, fits, link, bus, tabled, compute, cluster.micro_batch))
     best = recommend(predicted, fits)
     if best and args.write_config:
         extra = (f"--train.micro_batch_size={args.micro_batch}" if args.micro_batch != run.train.micro_batch_size

@@ -96,8 +96,9 @@ def main(argv: list[str] | None = None, free_bytes=pf.free_bytes_at) -> int:
     p.add_argument("--log-dir", default=None, help="a log directory that must be writable")
     p.add_argument("--expect-intra-gbps", type=float, default=float(os.environ.get(
         "NEXA_EXPECT_INTRA_GBPS", pf.EXPECT_INTRA_GBPS)), help="bus bandwidth expected within a node (GB/s)")
-    p.add_argument("--expect-inter-gbps", type=float, default=float(os.environ.get(
-        "NEXA_EXPECT_INTER_GBPS", pf.EXPECT_INTER_GBPS)), help="bus bandwidth expected across nodes (GB/s)")
+    p.add_argument("--expect-inter-gbps", type=float, default=float(os.environ.get("NEXA_EXPECT_INTER_GBPS", 0)) or None,
+                   help="bus bandwidth expected of a ring across nodes (GB/s; default: one NDR 400 NIC a GPU, "
+                        "320 at 8 GPUs a node)")
     p.add_argument("--timeout", type=int, default=120, help="seconds to form the process group")
     args, overrides = p.parse_known_args(argv)
     if args.world_size is not None and args.world_size < 1:

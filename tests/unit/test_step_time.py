@@ -8,7 +8,7 @@ import pytest
 from megatron_nexa.cli.plan import main as nexa_plan
 from megatron_nexa.comm_plan import CommSettings, comm_volume, inventory
 from megatron_nexa.config import load_config
-from megatron_nexa.step_time import LINKS, measured_compute, model_name, stage_ds_configs, step_time
+from megatron_nexa.step_time import LINKS, across_nodes_gbs, measured_compute, model_name, stage_ds_configs, step_time
 from tests.conftest import REPO
 from tests.unit.test_presets import check_preset
 
@@ -47,7 +47,7 @@ def test_nexa_plan_recommends_a_stage_for_the_card_setups(capsys, tmp_path):
     nexa_plan(["--model", "configs/pretrain_7b.yaml", "--nodes", "4", "--gpus-per-node", "8", "--micro-batch", "16",
                "--fabric", "ndr400", "--write-config", str(tmp_path)])
     big = capsys.readouterr().out
-    assert "ndr400 at 40 GB/s" in big and "recommended: ZeRO-" in big and "ZeRO-3 hpZ 8" in big, big
+    assert "ndr400 at 320 GB/s" in big and "recommended: ZeRO-" in big and "ZeRO-3 hpZ 8" in big, big
     preset = next(tmp_path.glob("*.env"))
     assert "NODES=4" in preset.read_text() and json.loads(next(tmp_path.glob("zero*.json")).read_text())
     check_preset(preset)  # the written preset reconciles at 32 GPUs (micro-batch 16 from the card's 512) and fits
@@ -102,3 +102,10 @@ def test_hpz_gathers_run_at_the_nodes_bandwidth():
     hpz = "all_gather_into_tensor (hpZ group)"
     assert slow.comm_s[hpz] == pytest.approx(9 * fast.comm_s[hpz])
     assert slow.comm_s["reduce_scatter_tensor"] == fast.comm_s["reduce_scatter_tensor"]
+
+
+def test_a_ring_across_nodes_uses_every_nic_of_a_node_up_to_nvlink():
+    ndr, nvlink, tcp = LINKS["ndr400"], LINKS["nvlink4"], LINKS["tcp25"]
+    assert across_nodes_gbs(ndr, nvlink, 8) == pytest.approx(8 * ndr.bus_gbs)  # 320 GB/s
+    assert across_nodes_gbs(ndr, nvlink, 16) == nvlink.bus_gbs  # more NICs than NVLink carries
+    assert across_nodes_gbs(tcp, nvlink, 8) == tcp.bus_gbs  # one socket a node, whatever the GPUs
