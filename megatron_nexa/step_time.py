@@ -245,13 +245,15 @@ def render_prediction(predicted: dict[str, StagePrediction], fits: dict[str, boo
     lines = [f"  step time: {link.name} at {bus:.0f} GB/s bus bandwidth ({where})",
              f"    compute per micro-batch {compute.micro_at(micro_batch):.0f} ms ({compute.source})",
              "    setup            fits  sent GB/step  all-gather  reduce-scatter  all-reduce   "
-             "step s: full overlap .. none (likely)    MFU    days"]
+             "step s: full overlap .. none (likely)    MFU    days (range)"]
     for label, pr in predicted.items():
         c, t = pr.time.comm_s, pr.time
         gathers = c.get(ALL_GATHER, 0.0) + c.get(HPZ_GATHER, 0.0)
+        per_s = pr.days / t.likely_s
         lines.append(f"    {label:16s} {'yes' if fits[label] else 'no ':4s} {pr.wire_gb:12.2f} {gathers:10.3f}s "
                      f"{c.get(REDUCE_SCATTER, 0.0):14.3f}s {c.get(ALL_REDUCE, 0.0):10.3f}s   {t.low_s:6.3f} .. "
-                     f"{t.high_s:6.3f} ({t.likely_s:.3f})   {pr.mfu:5.1%} {pr.days:7.1f}")
+                     f"{t.high_s:6.3f} ({t.likely_s:.3f})   {pr.mfu:5.1%} {pr.days:7.1f} "
+                     f"({t.low_s * per_s:.1f}-{t.high_s * per_s:.1f})")
     best = recommend(predicted, fits)
     if best is None:
         lines.append("  -> nothing fits: more GPUs, a smaller micro-batch or recompute")
