@@ -6,6 +6,7 @@ ds_configs/zero{1,2,3}.json unless ``--ds-config`` gives another for its stage. 
 the fastest stage that fits, and ``--write-config DIR`` writes its DeepSpeed JSON and a Slurm preset."""
 import argparse
 import json
+import math
 from pathlib import Path
 
 from megatron_nexa.cluster_plan import Cluster, ZeroSettings, plan, render
@@ -45,8 +46,12 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("gpus_per_node", "nodes", "micro_batch", "grad_accum", "gpu_memory_gib", "peak_tflops", "mfu",
                  "spectra", "tokens_per_spectrum", "epochs", "intra_gbps", "inter_gbps"):
         value = getattr(args, name)
-        if value is not None and value <= 0:
-            p.error(f"--{name.replace('_', '-')} must be positive, not {value}")
+        if value is not None and not 0 < value < math.inf:
+            p.error(f"--{name.replace('_', '-')} must be a positive number, not {value}")
+    if args.mfu > 1:
+        p.error(f"--mfu is a fraction of the peak, at most 1, not {args.mfu}")
+    if args.write_config and Path(args.write_config).exists() and not Path(args.write_config).is_dir():
+        p.error(f"--write-config {args.write_config}: is a file (expected a folder to write into)")
     try:
         run = load_config(args.model)
     except (OSError, ConfigError) as e:
@@ -95,8 +100,8 @@ def main(argv: list[str] | None = None) -> None:
         tabled = link.bus_gbs
     bus = bus or tabled
     seq = cfg.max_peaks + 2
-    if args.nodes == 1 and args.inter_gbps:
-        print("  note: --inter-gbps is for several nodes; on one node --intra-gbps sets the bandwidth")
+    if args.nodes == 1 and (args.inter_gbps or args.fabric != p.get_default("fabric")):
+        print("  note: --fabric and --inter-gbps are for several nodes; on one node --intra / --intra-gbps set it")
     compute = measured_compute(model_name(cfg) or "", cfg, cluster.micro_batch, run.train.compile)
     if compute is None:  # never measured: the assumed MFU, no host work, no update
         micro_ms = 3 * forward_flops(cfg, cluster.micro_batch, seq) / (cluster.peak_tflops * 1e12 * cluster.mfu) * 1e3

@@ -60,7 +60,9 @@ def test_measured_bandwidth_replaces_the_table(capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--inter-gbps", "0"], "--inter-gbps must be positive"), (["--micro-batch", "0"], "--micro-batch must be positive"),
+    (["--inter-gbps", "0"], "--inter-gbps must be a positive number"), (["--inter-gbps", "nan"], "not nan"),
+    (["--micro-batch", "0"], "--micro-batch must be a positive number"), (["--mfu", "1.5"], "at most 1"),
+    (["--write-config", "configs/pretrain_3b.yaml"], "is a file"),
     (["--ds-config", "/nonexistent.json"], "/nonexistent.json: not a DeepSpeed config"),
     (["--ds-config", "HPZ"], "zero_hpz_partition_size 3 does not divide the 16 ranks")])
 def test_bad_options_are_one_line_errors(capsys, tmp_path, args, message):
