@@ -15,7 +15,7 @@ $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -c constraints.txt -e ".[hf,chem,s3,dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[hf,chem,baselines,s3,dev]"
 	touch $(STAMP)
 
 DATA   ?= data_out

@@ -30,6 +30,8 @@ setup(
     extras_require={
         "hf": ["transformers>=4.45", "safetensors>=0.4", "huggingface_hub>=0.24"],
         "chem": ["rdkit>=2024.3", "matchms>=0.26"],
+        # nexa-eval's practitioner baselines; spec2vec 0.9 runs on matchms 0.33 through compat.spec2vec
+        "baselines": ["spec2vec>=0.9,<0.10", "gensim>=4.3,<5", "ms-entropy>=1.5,<1.6"],
         "s3": ["s3fs>=2024.6", "boto3>=1.34", "moto[server]>=5"],
         "dev": ["pytest>=8", "matplotlib>=3.8", "psutil>=5.9"],
     },

@@ -1,7 +1,10 @@
 """``nexa-eval --model HF_DIR --data VERSION_DIR``: fingerprint and RT heads on frozen features of the
-pretrained encoder, a random-init encoder and binned spectra, scored on the structure-disjoint test split;
-retrieval by structure; predicted fingerprint → candidate structures ranking; each pretrained feature set
-against its baselines with a 95 % interval. A table, JSON and a PNG."""
+pretrained encoder, a random-init encoder and binned spectra; retrieval by structure, also by matchms cosine,
+spectral entropy, spec2vec and an MS2DeepScore-style Siamese model; the Spearman correlation of each similarity
+with structural (Tanimoto) similarity and the Tanimoto of each query's top-5 neighbours; predicted fingerprint →
+candidate structures ranking; each pretrained feature set against its baselines with a 95 % interval. Scored on
+the structure-disjoint test split and, beside it, on the test spectra of whole labs held out of training. A
+table, JSON and a PNG."""
 import argparse
 import json
 import sys
@@ -20,6 +23,20 @@ def _at_least(low: float, kind=int, strict: bool = False):
     return parse
 
 
+def _fraction(text: str) -> float:
+    value = _at_least(0.0, float)(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be < 1, got {text}")
+    return value
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one lab")
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="nexa-eval", description=__doc__)
     p.add_argument("--model", required=True, help="a Hugging Face folder written by nexa-convert to-hf")
@@ -32,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="retrieval library: at most this many test spectra (matchms scores every pair); 0 = all")
     p.add_argument("--ppm", type=_at_least(0.0, float, strict=True), default=10.0,
                    help="candidate structures: mass within this of the query's")
+    p.add_argument("--lab-fraction", type=_fraction, default=0.15,
+                   help="hold out whole labs (run-id prefix: MassBank's contributor) up to this share of all spectra "
+                        "for the lab- and structure-disjoint test; 0 = none")
+    p.add_argument("--holdout-labs", type=_names, default=None,
+                   help="comma-separated labs to hold out instead of --lab-fraction's choice")
+    p.add_argument("--pairs", type=_at_least(1), default=20000,
+                   help="spectrum pairs sampled per library for the Spearman correlation with Tanimoto")
     p.add_argument("--out", help="write the results as JSON here too")
     p.add_argument("--figure", help="write the PNG figure here (default: beside --out, .png)")
     args = p.parse_args(argv)
@@ -48,11 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         return user_error("nexa-eval", e)
     from megatron_nexa.eval.figure import plot_evaluation
-    from megatron_nexa.eval.run import evaluate, render
+    from megatron_nexa.eval.lab_split import LabError
+    from megatron_nexa.eval.report import render
+    from megatron_nexa.eval.run import evaluate
 
-    results = evaluate(args.model, args.data, args.max_train, args.epochs, ppm=args.ppm, seeds=args.seeds,
-                       max_retrieval=args.max_retrieval or None,
-                       log=lambda message: print(f"[nexa-eval] {message}", file=sys.stderr, flush=True))
+    try:
+        results = evaluate(args.model, args.data, args.max_train, args.epochs, ppm=args.ppm, seeds=args.seeds,
+                           max_retrieval=args.max_retrieval or None, lab_fraction=args.lab_fraction,
+                           held_out_labs=args.holdout_labs, n_pairs=args.pairs,
+                           log=lambda message: print(f"[nexa-eval] {message}", file=sys.stderr, flush=True))
+    except LabError as e:
+        return user_error("nexa-eval", e)
     print(render(results))
     if args.out:
         with open(args.out, "w") as f:

@@ -1,4 +1,5 @@
-"""One PNG of a ``nexa-eval`` result: every metric beside its baselines, as in the printed table."""
+"""One PNG of a ``nexa-eval`` result: every metric beside its baselines, as in the printed table; the structural
+similarity of every ranking, structure-disjoint beside lab- and structure-disjoint."""
 from pathlib import Path
 
 
@@ -10,7 +11,8 @@ def plot_evaluation(results: dict, out_path: str | Path) -> Path:
 
     features = results["features"]
     names = list(features)
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
+    fig, grid = plt.subplots(2, 3, figsize=(22, 10))
+    axes = grid.ravel()
 
     axes[0].bar(names, [features[n]["fingerprint_tanimoto"] for n in names], color="C0", capsize=4,
                 yerr=[features[n].get("fingerprint_tanimoto_sd", 0) for n in names])
@@ -39,13 +41,32 @@ def plot_evaluation(results: dict, out_path: str | Path) -> Path:
     first = next(iter(ranking.values()))
     ranking["random ranking (expected)"] = {k: first[f"random {k}"] for k in ("hit@1", "hit@5", "hit@20")}
     grouped(axes[3], ranking, f"fingerprint → candidates within {results['candidate_ppm']:g} ppm")
+    lab = results.get("lab-disjoint") or {}
+    for ax, key, title in ((axes[4], "spearman", "Spearman(similarity, structures' Tanimoto)"),
+                           (axes[5], "top5_tanimoto", "mean Tanimoto of the top-5 neighbours")):
+        _side_by_side(ax, results.get("structural similarity") or {}, lab.get("structural similarity") or {}, key,
+                      title)
     for ax in axes[:2]:
         ax.tick_params(axis="x", labelsize=8, rotation=15)
     seeds = len(results.get("seeds", [0]))
-    fig.suptitle(f"nexa-eval: train {results['n_train']:,} spectra, test {results['n_test']:,} (structure-disjoint); "
-                 f"heads: mean ± SD over {seeds} seed(s)")
+    lab_n = f", {lab['n_test']:,} more lab- and structure-disjoint" if lab else ""
+    fig.suptitle(f"nexa-eval: train {results['n_train']:,} spectra, test {results['n_test']:,} (structure-disjoint)"
+                 f"{lab_n}; heads: mean ± SD over {seeds} seed(s)")
     fig.tight_layout()
     out_path = Path(out_path)
     fig.savefig(out_path, dpi=110)
     plt.close(fig)
     return out_path
+
+
+def _side_by_side(ax, structure: dict, lab: dict, key: str, title: str) -> None:
+    """One bar pair per ranking: the structure-disjoint library and the held-out labs' one."""
+    names = list(structure)
+    for j, (label, scores) in enumerate((("structure-disjoint", structure), ("lab- and structure-disjoint", lab))):
+        if scores:
+            ax.barh([i + 0.4 * j for i in range(len(names))], [scores.get(n, {}).get(key, 0) for n in names], 0.4,
+                    label=label)
+    ax.set_yticks([i + 0.2 for i in range(len(names))], [n.removesuffix(" (cosine)") for n in names], fontsize=8)
+    ax.invert_yaxis()
+    ax.set(title=title)
+    ax.legend(fontsize=7, loc="best")

@@ -11,7 +11,7 @@ from megatron_nexa.config import ConfigError
 from megatron_nexa.engine.ds_config import with_leaf_modules
 
 
-@pytest.mark.parametrize("module", ["deepspeed", "megatron", "torch", "pyteomics"])
+@pytest.mark.parametrize("module", ["deepspeed", "megatron", "torch", "pyteomics", "spec2vec"])
 def test_installed_versions_are_supported(module):
     m = importlib.import_module(f"megatron_nexa.compat.{module}")
     assert m.VERSION and m.SUPPORTED
@@ -102,16 +102,26 @@ def test_mgf_record_parser_applies_the_header():
     torch.testing.assert_close(torch.as_tensor(spec["m/z array"]), torch.tensor([100.0, 200.0], dtype=torch.float64))
 
 
+def test_spec2vec_imports_and_makes_documents_on_the_pinned_matchms():
+    import numpy as np
+    from matchms import Spectrum
+
+    from megatron_nexa.compat.spec2vec import SpectrumDocument
+
+    doc = SpectrumDocument(Spectrum(mz=np.array([100.0, 150.004]), intensities=np.array([0.5, 1.0])), n_decimals=2)
+    assert doc.words == ["peak@100.00", "peak@150.00"] and doc.weights == [0.5, 1.0]
+
+
 def test_the_supported_ranges_are_the_ones_setup_py_installs():
     """Each seam's version range is what setup.py asks pip for, so an install can never land outside it."""
     import re
 
-    from megatron_nexa.compat import deepspeed, megatron, pyteomics
+    from megatron_nexa.compat import deepspeed, megatron, pyteomics, spec2vec
     from megatron_nexa.compat import torch as compat_torch
     from tests.conftest import REPO
 
     setup = (REPO / "setup.py").read_text()
     for package, module in (("torch", compat_torch), ("deepspeed", deepspeed), ("megatron-core", megatron),
-                            ("pyteomics", pyteomics)):
+                            ("pyteomics", pyteomics), ("spec2vec", spec2vec)):
         spec = re.search(rf'"{re.escape(package)}([<>=!~][^"]*)"', setup).group(1)
         assert spec == module.SUPPORTED, package

@@ -25,7 +25,8 @@ LAYERS = [
     ("convert",    ["convert"],                                   ["config", "model"],              []),  # see below
     ("inference",  ["inference", "inference_inputs"],            ["config", "util", "data"],       ["deepspeed", "megatron"]),
     ("downstream", ["downstream"],                                ["config", "util", "data"],       ["deepspeed", "megatron"]),
-    ("eval",       ["eval"],                                      ["config", "util", "data", "inference", "downstream"],
+    ("eval",       ["eval"],                                      ["config", "util", "data", "inference", "downstream",
+                                                                   "compat.spec2vec"],
                                                                                                     ["deepspeed", "megatron"]),
     ("finetune",   ["finetune"],                                  ["config", "util", "data", "model", "engine", "convert",
                                                                    "downstream"],                   []),
