@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.history_check import history_words
+
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 PAGES = [README, REPO / "CHANGELOG.md", *sorted((REPO / "docs").rglob("*.md"))]
@@ -159,23 +161,7 @@ def test_every_documented_command_answers_help(argv):
     assert "usage:" in done.stdout
 
 
-# The product describes what it is and why, never the chronology of its own making. Dates of measurements are fine.
-HISTORY = [
-    r"\bsessions?[\s_-]*\d+",            # "session 13", "session13", "sessions 16-17"
-    r"\b(?:this|that|next|last|previous|earlier|later) session\b",
-    r"\bwork periods?\b",
-    r"\bprevious (?:run|session|measurement)s?\b",
-    r"\blast run\b",
-    r"\bearlier,? we\b",
-    r"\buntil session\b",
-    r"\bRESULTS(?:\.md)?\s*§",           # citations of the retired chronological notes
-]
-
-
-def history_words(text: str) -> list[str]:
-    return [m.group(0) for pattern in HISTORY for m in re.finditer(pattern, text, re.I)]
-
-
+# The product describes what it is and why, never the chronology of its own making (tests/history_check.py).
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
 def test_no_development_history_in_the_docs(page):
     assert history_words(page.read_text()) == []

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.history_check import history
 
 SCANNED = ("megatron_nexa", "benchmarks", "tests", "configs", "ds_configs", "slurm")
 THIS = Path(__file__).resolve()  # its own examples of what the checks catch are not scanned
@@ -116,33 +117,8 @@ def test_the_checker_lets_subprocess_runs_and_reads_through(source):
 
 # --- no history in code, configs and recorded JSON -------------------------------------------------------------
 
-HISTORY = [
-    (re.compile(r"\bRESULTS(\.md)?\b"), "a citation of the results log"),
-    (re.compile(r"§\s*\d"), "a section citation that is not the model card's"),
-    (re.compile(r"\bsessions?\s*\d", re.I), "a session number"),
-    (re.compile(r"\b(previous|last|next|earlier) (GPU )?(run|session)s?\b", re.I), "a reference to another run"),
-    (re.compile(r"\brun \d+ of\b", re.I), "a reference to another run"),
-    (re.compile(r"\b(before|until|since|up to|as of|after|on) \d{4}-\d{2}-\d{2}\b", re.I), "dated narrative"),
-]
-# a date on its own (not part of a path or folder name such as benchmarks/results/2026-11-26-cpu-...): code and
-# configs only; recorded JSON carries the date it was measured
-LOOSE_DATE = re.compile(r"(?<![\w/-])\d{4}-\d{2}-\d{2}(?![\w-])")
-
-
-def history(text: str, json_file: bool = False) -> list[str]:
-    """``json_file``: a recorded result or its notes, where a measurement's own date is a fact, not narrative."""
-    found = []
-    for n, line in enumerate(text.splitlines(), 1):
-        for pattern, what in HISTORY + ([] if json_file else [(LOOSE_DATE, "dated narrative")]):
-            for m in pattern.finditer(line):
-                if what.startswith("a section") and "card" in line[max(0, m.start() - 16):m.start()]:
-                    continue  # the model card's sections are the spec, not history
-                found.append(f"line {n}: {what}: {line.strip()[:120]}")
-    return list(dict.fromkeys(found))  # once per line and kind
-
-
 def test_no_history_in_code_configs_or_recorded_json():
-    checkers = {THIS, REPO / "tests/unit/test_docs.py"}  # they spell out the words they look for
+    checkers = {THIS, REPO / "tests/unit/test_docs.py", REPO / "tests/history_check.py"}  # they spell out the words
     bad = {str(p.relative_to(REPO)): found for p in repo_files(*SCANNED) if p.suffix in CODE and p not in checkers
            for found in [history(p.read_text(errors="replace"), p.suffix in (".json", ".md", ".txt"))] if found}
     assert bad == {}
