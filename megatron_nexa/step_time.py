@@ -122,18 +122,17 @@ def measured_compute(model_name: str, cfg: ModelConfig, micro_batch: int, compil
     mb = min({r["micro_batch"] for _, _, r in mine}, key=lambda m: (abs(m - micro_batch), m))
     chosen = [(p, d, r) for p, d, r in mine if r["micro_batch"] == mb]
     micro = _median([r["phases_ms"]["forward"] + r["phases_ms"]["backward"] for _, _, r in chosen])
-    update, host, by_file = [], [], {}
-    for p, _, m, r in rows:
-        measured = _model_config(m) if m else None
-        if measured is None or r.get("layers") != measured.num_layers or (r.get("accumulation") or 1) > 1:
-            continue
-        if r["variant"] == "zero3":
-            update.append(r["phases_ms"]["update"] / (count_parameters(measured).total / 1e9))
+    configs = {m: c for m in {m for _, _, m, _ in rows if m} if (c := _model_config(m)) is not None}
+    whole = [(p, m, r) for p, _, m, r in rows if m in configs and r.get("layers") == configs[m].num_layers
+             and (r.get("accumulation") or 1) == 1]
+    billions = {m: count_parameters(configs[m]).total / 1e9 for m in {m for _, m, r in whole if r["variant"] == "zero3"}}
+    update = [r["phases_ms"]["update"] / billions[m] for _, m, r in whole if r["variant"] == "zero3"]
+    by_file: dict[tuple, dict[str, float]] = {}
+    for p, m, r in whole:
         if r["variant"] in ("zero3", "zero3_nogathersync"):
             by_file.setdefault((p, m), {})[r["variant"]] = r["step_ms"]
-    for (_, m), v in by_file.items():
-        if len(v) == 2:
-            host.append((v["zero3"] - v["zero3_nogathersync"]) / (2 * len(inventory(_model_config(m)).units)))
+    host = [(v["zero3"] - v["zero3_nogathersync"]) / (2 * len(inventory(configs[m]).units))
+            for (_, m), v in by_file.items() if len(v) == 2]
     where = f"{', '.join(sorted({d for _, d, _ in chosen}))}: " + ", ".join(
         sorted({f"{p.parent.name}/{p.name}" for p, _, _ in chosen}))
     return Compute(mb, micro, _median(update) if update else 0.0, _median(host) if host else 0.0, where)
