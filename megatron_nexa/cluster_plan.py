@@ -64,11 +64,16 @@ class ZeroSettings:
         return self.stage == 3 if self.overlap_comm is None else self.overlap_comm
 
 
-def default_zero() -> dict[int, ZeroSettings]:
-    """The repository's ds_configs/zero{1,2,3}.json where present (an editable install), else DeepSpeed's."""
+def shipped_ds_configs() -> dict[int, dict]:
+    """The repository's ds_configs/zero{1,2,3}.json where present (an editable install), else DeepSpeed's defaults."""
     here = Path(__file__).resolve().parents[1] / "ds_configs"
-    return {s: ZeroSettings.from_ds_config(here / f"zero{s}.json") if (here / f"zero{s}.json").exists()
-            else ZeroSettings(stage=s) for s in (1, 2, 3)}
+    return {s: json.loads(path.read_text()) if (path := here / f"zero{s}.json").exists()
+            else {"zero_optimization": {"stage": s}} for s in (1, 2, 3)}
+
+
+def default_zero() -> dict[int, ZeroSettings]:
+    """What sizes memory in each shipped ZeRO config."""
+    return {s: ZeroSettings.from_section(ds["zero_optimization"]) for s, ds in shipped_ds_configs().items()}
 
 
 @dataclass

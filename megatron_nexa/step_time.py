@@ -183,11 +183,6 @@ def model_name(cfg: ModelConfig) -> str | None:
     return None
 
 
-def stage_ds_configs() -> dict[int, dict]:
-    """The shipped DeepSpeed config of each ZeRO stage."""
-    return {s: json.loads((REPO / "ds_configs" / f"zero{s}.json").read_text()) for s in (1, 2, 3)}
-
-
 @dataclass
 class StagePrediction:
     label: str

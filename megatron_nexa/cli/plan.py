@@ -9,13 +9,13 @@ import json
 import math
 from pathlib import Path
 
-from megatron_nexa.cluster_plan import Cluster, ZeroSettings, plan, render
+from megatron_nexa.cluster_plan import Cluster, ZeroSettings, plan, render, shipped_ds_configs
 from megatron_nexa.comm_plan import CommSettings
 from megatron_nexa.config import ConfigError, Recompute, load_config
 from megatron_nexa.model.flops import forward_flops
 from megatron_nexa.plan import count_parameters
 from megatron_nexa.step_time import (LINKS, Compute, across_nodes_gbs, measured_compute, model_name, predict, recommend,
-                                     render_prediction, stage_ds_configs, with_hpz)
+                                     render_prediction, with_hpz)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,18 +67,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.write_config and args.micro_batch * gpus * args.grad_accum != global_batch:
         p.error(f"--write-config: micro-batch {args.micro_batch} x {gpus} GPUs x accumulation {args.grad_accum} is not "
                 f"the run's global batch of {global_batch}, so the preset would not start")
-    zero, ds_by_stage = dict(d.zero), stage_ds_configs()
+    ds_by_stage = shipped_ds_configs()
     for path in args.ds_config:
         try:
-            z = ZeroSettings.from_ds_config(path)
-            ds = json.loads(Path(path).read_text())
+            stage = ZeroSettings.from_ds_config(path).stage  # the file read and its stage checked, or a clear error
+            ds_by_stage[stage] = json.loads(Path(path).read_text())
         except ValueError as e:
             p.error(str(e))
         try:
-            CommSettings.from_ds_config(ds)
+            CommSettings.from_ds_config(ds_by_stage[stage])
         except ValueError as e:
             p.error(f"--ds-config {path}: {e}")
-        zero[z.stage], ds_by_stage[z.stage] = z, ds
+    zero = {s: ZeroSettings.from_section(ds["zero_optimization"]) for s, ds in ds_by_stage.items()}
     count = count_parameters(cfg)
     print(f"model: {args.model}  ({cfg.num_layers} layers, hidden {cfg.hidden_size}, "
           f"FFN {cfg.ffn_hidden_size}, {cfg.num_attention_heads} heads)")

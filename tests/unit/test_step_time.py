@@ -8,7 +8,8 @@ import pytest
 from megatron_nexa.cli.plan import main as nexa_plan
 from megatron_nexa.comm_plan import CommSettings, comm_volume, inventory
 from megatron_nexa.config import load_config
-from megatron_nexa.step_time import LINKS, across_nodes_gbs, measured_compute, model_name, stage_ds_configs, step_time
+from megatron_nexa.cluster_plan import shipped_ds_configs
+from megatron_nexa.step_time import LINKS, across_nodes_gbs, measured_compute, model_name, step_time
 from tests.conftest import REPO
 from tests.unit.test_presets import check_preset
 
@@ -26,7 +27,7 @@ def test_the_3b_compute_is_the_recorded_single_gpu_measurement():
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_overlap_range_is_ordered_and_communication_scales_with_bandwidth(stage):
     inv, compute = inventory(CFG_3B), measured_compute("nexa_3b", CFG_3B, 32)
-    ds = stage_ds_configs()[stage]
+    ds = shipped_ds_configs()[stage]
     settings = CommSettings.from_ds_config(ds)
     volume = comm_volume(inv, settings, 16)
     slow, fast = (step_time(volume, settings, inv, compute, 32, 1, bus, prefetch=True, overlap_comm=True)
@@ -95,7 +96,7 @@ def test_compiled_configs_use_the_compiled_measurements():
 
 def test_hpz_gathers_run_at_the_nodes_bandwidth():
     inv, compute = inventory(CFG_3B), measured_compute("nexa_3b", CFG_3B, 32)
-    ds = {**stage_ds_configs()[3]}
+    ds = {**shipped_ds_configs()[3]}
     ds["zero_optimization"] = {**ds["zero_optimization"], "zero_hpz_partition_size": 8, "stage3_max_reuse_distance": 0}
     settings = CommSettings.from_ds_config(ds)
     volume = comm_volume(inv, settings, 32, grad_accum=2)
