@@ -68,7 +68,7 @@ def rank_main(args) -> None:
     from megatron_nexa.model.reference import ReferenceEncoder
     from megatron_nexa.model.weight_decay import param_groups
     from megatron_nexa.step_time import Compute, step_time
-    from megatron_nexa.testing import synthetic_batch
+    from megatron_nexa.testing import engine_step, synthetic_batch
 
     torch.set_num_threads(1)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -99,13 +99,11 @@ def rank_main(args) -> None:
         ds.pop("bf16", None)  # fp32, as the compute was measured
         path = Path(args.work) / f"{name}_rank{rank}.json"
         path.write_text(json.dumps(ds))
-        engine = build(cfg, str(path)).engine
+        built = build(cfg, str(path))
 
         def step():
             for micro in range(args.accum):
-                b = synthetic_batch(cfg, args.micro_batch, seed=100 * rank + micro)
-                engine.backward(pretraining_terms(b, engine(*b.model_inputs()), cfg.loss)["loss"])
-                engine.step()
+                engine_step(built, synthetic_batch(cfg, args.micro_batch, seed=100 * rank + micro))
 
         for _ in range(2):
             step()
@@ -120,7 +118,7 @@ def rank_main(args) -> None:
         rows.append({"config": name, "stage": settings.stage, "wire_mb": sum(volume.wire_bytes().values()) / 1e6,
                      "compute_s": t.compute_s, "comm_s": sum(t.comm_s.values()), "predicted_low_s": t.low_s,
                      "predicted_likely_s": t.likely_s, "predicted_high_s": t.high_s, "measured_s": measured})
-        engine.destroy()
+        built.engine.destroy()
     if rank == 0:
         result = {"ranks": world, "config": args.config, "micro_batch": args.micro_batch, "accum": args.accum,
                   "parameters": params, "bus_gbs": bus, "micro_ms": micro_ms, "update_ms": update_ms, "rows": rows,

@@ -15,8 +15,7 @@ import deepspeed.comm as ds_comm  # noqa: E402
 
 from megatron_nexa.config import load_config  # noqa: E402
 from megatron_nexa.engine.setup import build  # noqa: E402
-from megatron_nexa.losses import pretraining_terms  # noqa: E402
-from megatron_nexa.testing import synthetic_batch  # noqa: E402
+from megatron_nexa.testing import engine_step, synthetic_batch  # noqa: E402
 
 STEPS = 3
 
@@ -28,18 +27,16 @@ def logged_step(cfg_path: str, ds: dict, accum: int, work: Path) -> dict[str, in
     ds = {**ds, "comms_logger": {"enabled": True, "verbose": False, "prof_all": True, "debug": False}}
     path = work / f"ds_rank{rank}.json"
     path.write_text(json.dumps(ds))
-    engine = build(cfg, str(path)).engine
+    built = build(cfg, str(path))
     for step in range(STEPS):
         ds_comm.reset_log()
         for micro in range(accum):
-            batch = synthetic_batch(cfg, 1, seed=1000 * rank + 10 * step + micro)
-            engine.backward(pretraining_terms(batch, engine(*batch.model_inputs()), cfg.loss)["loss"])
-            engine.step()
+            engine_step(built, synthetic_batch(cfg, 1, seed=1000 * rank + 10 * step + micro))
     logged: dict[str, int] = {}
     for name, by_size in ds_comm.comms_logger.get_raw_data().items():
         op = name.split(" |")[0]
         logged[op] = logged.get(op, 0) + sum(size * calls[0] for size, calls in by_size.items())
-    engine.destroy()
+    built.engine.destroy()
     return logged
 
 
