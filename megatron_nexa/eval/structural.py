@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from megatron_nexa.downstream.metrics import tanimoto_rows
+
 TOP_K = 5
 
 
@@ -25,9 +27,7 @@ class PairSample:
 
 
 def tanimoto_pairs(bits: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    a, b = bits[i].astype(bool), bits[j].astype(bool)
-    inter, union = (a & b).sum(1), (a | b).sum(1)
-    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    return tanimoto_rows(bits[i], bits[j])
 
 
 def sample_pairs(bits: np.ndarray, valid: np.ndarray, n_pairs: int = 20000, seed: int = 0) -> PairSample:
