@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from megatron_nexa.cli.inputs import lab_names
+
 
 def _at_least(low: float, kind=int, strict: bool = False):
     def parse(text: str):
@@ -30,13 +32,6 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _names(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("name at least one lab")
-    return names
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="nexa-eval", description=__doc__)
     p.add_argument("--model", required=True, help="a Hugging Face folder written by nexa-convert to-hf")
@@ -52,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lab-fraction", type=_fraction, default=0.15,
                    help="hold out whole labs (run-id prefix: MassBank's contributor) up to this share of all spectra "
                         "for the lab- and structure-disjoint test; 0 = none")
-    p.add_argument("--holdout-labs", type=_names, default=None,
+    p.add_argument("--holdout-labs", type=lab_names, default=None,
                    help="comma-separated labs to hold out instead of --lab-fraction's choice")
     p.add_argument("--pairs", type=_at_least(1), default=20000,
                    help="spectrum pairs sampled per library for the Spearman correlation with Tanimoto")

@@ -2,6 +2,7 @@
 data): a missing or wrong path is an ``InputError`` naming it and what is wrong, which the command prints with
 ``errors.user_error`` (one line, exit 2), not a traceback seconds or minutes later. Only the standard library and
 the dataset manifest reader are imported here."""
+import argparse
 import json
 from pathlib import Path
 
@@ -77,3 +78,11 @@ def output_dir(path: str, name: str) -> Path:
                 raise InputError(f"{name} {path}: {p} is a file, not a folder")
             break
     return out
+
+
+def lab_names(text: str) -> list[str]:
+    """``--holdout-labs`` / ``--exclude-labs``: comma-separated lab names (see ``data/labs.py``)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one lab")
+    return names

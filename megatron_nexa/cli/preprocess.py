@@ -5,6 +5,7 @@ import re
 import sys
 
 from megatron_nexa.cli.errors import closed_pipe, user_error
+from megatron_nexa.cli.inputs import lab_names
 from megatron_nexa.config import ConfigError
 from megatron_nexa.data.filters import PreprocessSettings
 from megatron_nexa.data.preprocess import JobOptions, preprocess
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-fractions", type=float, nargs=3, default=list(d.split_fractions),
                    metavar=("TRAIN", "VAL", "TEST"))
     p.add_argument("--split-seed", type=int, default=d.split_seed)
+    p.add_argument("--exclude-labs", type=lab_names, default=[],
+                   help="comma-separated labs (run-id prefix: MassBank's contributor) whose spectra are rejected, "
+                        "e.g. the labs nexa-eval holds out")
     p.add_argument("--work-dir", help="where unfinished work is kept (default: <out>/<name>_v<N>.work, "
                                       "or .nexa_work/ for a bucket)")
     p.add_argument("--keep-work", action="store_true")
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             top_k=args.top_k, min_peaks=args.min_peaks, mz_min=args.mz_min, mz_max=args.mz_max,
             precursor_tolerance=args.precursor_tolerance, max_precursor_mz=args.max_precursor_mz,
             deduplicate=not args.no_dedup, split_key=args.split_key, split_fractions=tuple(args.split_fractions),
-            split_seed=args.split_seed)
+            split_seed=args.split_seed, exclude_labs=tuple(args.exclude_labs))
         opts = JobOptions(workers=args.workers, shard_bytes=args.shard_size, work_dir=args.work_dir,
                           keep_work=args.keep_work, progress=not args.no_progress,
                           checksum_inputs=not args.no_input_checksums, strict=args.strict)

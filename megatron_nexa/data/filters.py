@@ -2,7 +2,8 @@
 
 Per spectrum, in order: drop peaks with non-finite or non-positive m/z or intensity, outside the
 optional m/z range, or above ``precursor + precursor_tolerance`` (when set); reject the spectrum if its
-precursor m/z is invalid or above ``max_precursor_mz``, or fewer than ``min_peaks`` peaks remain; keep
+precursor m/z is invalid or above ``max_precursor_mz``, or fewer than ``min_peaks`` peaks remain, or it comes from
+one of ``exclude_labs`` (``data/labs.py``; a dataset for pretraining that a lab-disjoint test can trust); keep
 the ``top_k`` most intense peaks (ties: ``data.peak_selection``'s rule); sort by m/z, equal m/z in input order;
 divide intensities by the base peak (max = 1.0).
 """
@@ -14,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from megatron_nexa.config import ConfigError
+from megatron_nexa.data.labs import matching_lab
 from megatron_nexa.data.mixing import GOLDEN, mix64
 from megatron_nexa.data.peak_selection import most_intense
 from megatron_nexa.data.spectrum import SpectraChunk, take_rows
@@ -33,6 +35,7 @@ class PreprocessSettings:
     split_key: str = "inchikey"  # "inchikey" (first block: structure), "run", or "record"
     split_fractions: tuple[float, float, float] = (0.98, 0.01, 0.01)
     split_seed: int = 0
+    exclude_labs: tuple[str, ...] = ()  # spectra of these labs are rejected (data/labs.py)
 
     def __post_init__(self):
         def bad(name, why):
@@ -47,15 +50,25 @@ class PreprocessSettings:
             bad("split_key", f"{self.split_key!r} is not one of inchikey, run, record")
         if len(self.split_fractions) != 3 or min(self.split_fractions) < 0 or abs(sum(self.split_fractions) - 1) > 1e-9:
             bad("split_fractions", f"need three non-negative fractions summing to 1, got {self.split_fractions}")
+        if any(not name or ":" in name for name in self.exclude_labs):
+            bad("exclude_labs", f"lab names are non-empty and hold no ':', got {list(self.exclude_labs)}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["split_fractions"] = list(self.split_fractions)
+        d["exclude_labs"] = list(self.exclude_labs)
+        if not self.exclude_labs:  # absent when unused: a version made before the option keeps its fingerprint
+            del d["exclude_labs"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "PreprocessSettings":
-        return cls(**{**d, "split_fractions": tuple(d["split_fractions"])})
+        return cls(**{**d, "split_fractions": tuple(d["split_fractions"]),
+                      "exclude_labs": tuple(d.get("exclude_labs", ()))})
+
+
+def excluded_lab_reason(lab: str) -> str:
+    return f"from excluded lab {lab}"
 
 
 @dataclass
@@ -90,6 +103,9 @@ def filter_chunk(chunk: SpectraChunk, s: PreprocessSettings) -> Filtered:
     if s.max_precursor_mz is not None:
         reason[prec > s.max_precursor_mz] = f"precursor m/z above {s.max_precursor_mz}"
     reason[~(np.isfinite(prec) & (prec > 0))] = "invalid precursor m/z"
+    if s.exclude_labs:
+        lab = matching_lab(_column(chunk, "run_id"), s.exclude_labs)
+        reason[lab != ""] = [excluded_lab_reason(x) for x in lab[lab != ""]]
     keep = reason == ""
     rows = np.flatnonzero(keep)
     if len(rows) < n:

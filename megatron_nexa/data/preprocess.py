@@ -27,7 +27,8 @@ from fsspec.implementations.local import LocalFileSystem
 
 from megatron_nexa import __version__
 from megatron_nexa.data.dedup import HashSet
-from megatron_nexa.data.filters import SPLITS, PreprocessSettings, assign_splits, filter_chunk, spectrum_hashes
+from megatron_nexa.data.filters import (SPLITS, PreprocessSettings, assign_splits, excluded_lab_reason, filter_chunk,
+                                        spectrum_hashes)
 from megatron_nexa.data.manifest import MANIFEST, Manifest, sha256_file
 from megatron_nexa.data.readers import Unit, plan_units, read_unit
 from megatron_nexa.data.shards import HashingWriter, SplitWriter
@@ -255,6 +256,10 @@ def preprocess(paths: list[str], out_root: str, name: str, version: int, setting
     log(f"{dest}: in {counts['records_in']:,} = written {counts['written']:,} + rejected {counts['rejected']:,} "
         f"(train {counts['per_split']['train']:,} / val {counts['per_split']['val']:,} / "
         f"test {counts['per_split']['test']:,}); {counts['records_in'] / max(seconds, 1e-9):,.0f} spectra/s")
+    unmatched = [lab for lab in settings.exclude_labs if excluded_lab_reason(lab) not in counts["rejected_by_reason"]]
+    if unmatched:  # most likely a misspelt name: the dataset holds spectra the user meant to keep out
+        log(f"WARNING: --exclude-labs {', '.join(unmatched)}: no spectrum of the inputs is from "
+            f"{'this lab' if len(unmatched) == 1 else 'these labs'} (a lab is a run id's part before ':')")
     return manifest
 
 

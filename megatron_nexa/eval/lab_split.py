@@ -6,19 +6,18 @@ trained on (heads, spec2vec, the Siamese model), and the test rows of the held-o
 new in both structure (the dataset's own split) and lab. The test rows of the other labs are the
 structure-disjoint set, scored by the same heads, so the two columns differ by the lab alone.
 
-A spectrum's lab is the part of its run id before the first ``:``: MassBank's LC_SYSTEM is
-``<contributor>:<hash of the chromatography fields>``, so a held-out contributor takes all its LC systems with
-it. A run id without ``:`` is its own lab; a spectrum without one has no known lab and is never held out. A lab
-whose name is another lab's followed by ``_`` (MassBank's ``Eawag_Additional_Specs``, beside ``Eawag``) is the
-same lab. Which labs are held out is fixed by their names and the seed: labs are taken in the order of a keyed
-hash of their names, each one that keeps the held-out share of all spectra within ``fraction``. The encoder under
-evaluation was pretrained before any of this: on a dataset's whole training split, it has seen the held-out labs'
-training spectra (never their test structures).
+A spectrum's lab is defined in ``data/labs.py`` (MassBank's contributor); a spectrum without one is never held
+out. Which labs are held out is fixed by their names and the seed: labs are taken in the order of a keyed
+hash of their names, each one that keeps the held-out share of all spectra within ``fraction``. An encoder pretrained
+on a dataset's whole training split has seen the held-out labs' training spectra (never their test structures);
+one pretrained on a version preprocessed with ``--exclude-labs`` has not.
 """
 import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+
+from megatron_nexa.data.labs import labs_of, merge_sublabs
 
 
 class LabError(ValueError):
@@ -32,20 +31,6 @@ class LabSplit:
     train: np.ndarray  # rows of the train split not in a held-out lab
     test: np.ndarray  # rows of the test split not in a held-out lab (structure-disjoint)
     lab_test: np.ndarray  # rows of the test split in a held-out lab (lab- and structure-disjoint)
-
-
-def labs_of(run_ids) -> np.ndarray:
-    """Each spectrum's lab: its run id up to the first ``:``, "" where there is none."""
-    return np.array([(r or "").split(":", 1)[0] for r in run_ids], dtype=object)
-
-
-def merge_sublabs(labs: np.ndarray) -> np.ndarray:
-    """``A_more`` → ``A`` where ``A`` is a lab too (the shortest such ``A``)."""
-    names = sorted({n for n in labs if n}, key=len)
-    parent = {}
-    for name in names:
-        parent[name] = next((p for p in names if len(p) < len(name) and name.startswith(p + "_")), name)
-    return np.array([parent.get(n, n) for n in labs], dtype=object)
 
 
 def choose_labs(labs: np.ndarray, fraction: float, seed: int = 0) -> tuple[str, ...]:

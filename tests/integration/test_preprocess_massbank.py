@@ -94,3 +94,59 @@ def test_s3_bucket_destination(reference, tmp_path):
         assert verify(str(local)) == []
     finally:
         server.stop()
+
+
+def test_excluded_labs_are_rejected_and_counted_and_the_structure_split_stays(reference, tmp_path):
+    """``--exclude-labs``: a pretraining version that nexa-eval's lab hold-out can trust. Every spectrum of the
+    labs (and of ``Eawag_Additional_Specs`` with ``Eawag``) is rejected under its own reason, and the others keep
+    the split they have in the full version, since the split follows the structure alone."""
+    import pyarrow.parquet as pq
+
+    from megatron_nexa.data.labs import labs_of
+    from megatron_nexa.eval.lab_split import split_by_lab
+
+    done = subprocess.run(cli(tmp_path, "--exclude-labs", "LCSB,Eawag,NoSuchLab"), check=True, cwd=REPO,
+                          capture_output=True, text=True)
+    assert "WARNING: --exclude-labs NoSuchLab: no spectrum of the inputs is from this lab" in done.stdout
+    out = tmp_path / "massbank_v1"
+    m, full = Manifest.load(str(out)), Manifest.load(str(reference))
+    c = m.counts
+    assert c["records_in"] == c["written"] + c["rejected"] == 68_750
+    assert m.settings["exclude_labs"] == ["LCSB", "Eawag", "NoSuchLab"] and "exclude_labs" not in full.settings
+
+    def table(root, split):
+        shards = Manifest.load(str(root)).shards[split]
+        return [r for s in shards for r in pq.read_table(root / "shards" / split / f"{s['name']}.parquet",
+                                                          columns=["run_id", "record_id", "source_file"]).to_pylist()]
+
+    kept = {split: table(out, split) for split in ("train", "val", "test")}
+    labs = {lab for rows in kept.values() for lab in labs_of(r["run_id"] for r in rows)}
+    assert not labs & {"LCSB", "Eawag", "Eawag_Additional_Specs"} and "BAFG" in labs
+    full_rows = {split: table(reference, split) for split in ("train", "val", "test")}
+    held = split_by_lab({k: [r["run_id"] for r in v] for k, v in full_rows.items()}, held_out=["LCSB", "Eawag"])
+    by_lab = {lab: c["rejected_by_reason"].get(f"from excluded lab {lab}", 0) for lab in held.held_out}
+    for lab in held.held_out:  # also those a full build rejects for another reason
+        assert by_lab[lab] >= sum(held.spectra[lab].values()) > 0, lab
+    ids = {name: {split: {(r["source_file"], r["record_id"]) for r in rows[split]} for split in rows}
+           for name, rows in (("kept", kept), ("full", full_rows))}
+    for split in ("train", "val", "test"):
+        for other in {"train", "val", "test"} - {split}:
+            assert not ids["kept"][split] & ids["full"][other], (split, other)
+    assert ids["kept"]["test"] == {(r["source_file"], r["record_id"]) for i, r in enumerate(full_rows["test"])
+                                   if i in set(held.test.tolist())}
+
+
+def test_the_makefiles_held_out_labs_are_nexa_evals_default_choice(reference):
+    """``make data-lab-disjoint`` keeps out, and ``make eval`` holds out, the labs nexa-eval picks by default."""
+    import re
+
+    import pyarrow.parquet as pq
+
+    from megatron_nexa.eval.lab_split import split_by_lab
+
+    m = Manifest.load(str(reference))
+    run_ids = {split: [r for s in m.shards[split] for r in pq.read_table(
+        reference / "shards" / split / f"{s['name']}.parquet", columns=["run_id"]).column("run_id").to_pylist()]
+        for split in ("train", "val", "test")}
+    listed = re.search(r"^HELDOUT_LABS \?= (\S+)$", (REPO / "Makefile").read_text(), re.M).group(1).split(",")
+    assert tuple(sorted(listed)) == split_by_lab(run_ids, 0.15, seed=0).held_out

@@ -93,3 +93,21 @@ def test_model_section_alone():
     assert cfg == RunConfig().model
     with pytest.raises(ConfigError, match="model.bogus"):
         model_config_from_dict({"bogus": 1})
+
+
+RUN_CONFIGS = sorted(p.name for p in (REPO / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", RUN_CONFIGS)
+def test_every_run_config_loads_and_a_make_target_builds_its_data(name):
+    """A shipped run config validates, and each dataset version it reads under data_out/ is one the Makefile
+    writes (``--name N --version V``), so ``make`` can make what the config needs."""
+    import re
+
+    cfg = load_config(REPO / "configs" / name)
+    cfg.validate()
+    makefile = (REPO / "Makefile").read_text()
+    built = {f"data_out/{n}_v{v}" for n, v in re.findall(r"--name (\S+) --version (\d+)", makefile)}
+    for source in cfg.data.sources:
+        if source.path.startswith("data_out/"):
+            assert source.path in built, f"{name}: {source.path} is made by no make target"

@@ -3,7 +3,8 @@ measures, spectral entropy against ms-entropy's pairwise score, spec2vec's deter
 import numpy as np
 import pytest
 
-from megatron_nexa.eval.lab_split import LabError, choose_labs, labs_of, merge_sublabs, split_by_lab
+from megatron_nexa.data.labs import labs_of, matching_lab, merge_sublabs
+from megatron_nexa.eval.lab_split import LabError, choose_labs, split_by_lab
 from megatron_nexa.eval.structural import sample_pairs, structural_scores, tanimoto_pairs
 
 
@@ -11,6 +12,19 @@ def test_labs_are_run_id_prefixes_and_sublabs_merge():
     labs = labs_of(["Eawag:1a2b", "Eawag_Additional_Specs:ffff", "BAFG:00", None, "plainrun", "CASMI_2016:x"])
     assert labs.tolist() == ["Eawag", "Eawag_Additional_Specs", "BAFG", "", "plainrun", "CASMI_2016"]
     assert merge_sublabs(labs).tolist() == ["Eawag", "Eawag", "BAFG", "", "plainrun", "CASMI_2016"]
+
+
+def test_matching_lab_agrees_with_merged_labs_without_seeing_the_other_spectra():
+    """Preprocessing decides chunk by chunk what ``merge_sublabs`` decides over the whole data."""
+    run_ids = ["Eawag:1a2b", "Eawag_Additional_Specs:ffff", "BAFG:00", None, "", "plainrun", "CASMI_2016:x",
+               "Eawagx:1", "BAFG_2:1"]
+    merged = merge_sublabs(labs_of(run_ids))
+    for wanted in (["Eawag"], ["BAFG", "plainrun"], ["Eawag", "CASMI_2016"], []):
+        assert matching_lab(run_ids, wanted).tolist() == [lab if lab in wanted else "" for lab in merged], wanted
+    for i in range(len(run_ids)):  # one spectrum at a time, as a worker's chunk may hold
+        assert matching_lab(run_ids[i:i + 1], ["Eawag"]).tolist() == ["Eawag" if merged[i] == "Eawag" else ""]
+    # a name that is no lab of the data takes its "_" labs (nexa-eval would refuse it and list the labs)
+    assert matching_lab(run_ids, ["CASMI"]).tolist() == ["CASMI" if i == 6 else "" for i in range(len(run_ids))]
 
 
 def test_held_out_labs_are_deterministic_and_within_the_fraction():

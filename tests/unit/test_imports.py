@@ -39,7 +39,7 @@ LAYERS = [
 ]
 # Inside data/: preprocessing (offline) and training data (online) share the dataset format, not each other.
 DATA_PARTS = {
-    "format": ["spectrum", "indexed", "manifest", "version", "mixing", "tokenize", "peak_selection"],
+    "format": ["spectrum", "indexed", "manifest", "version", "mixing", "tokenize", "peak_selection", "labs"],
     "offline": ["preprocess", "filters", "dedup", "readers", "shards", "work_state"],
     "online": ["dataset", "loader", "sampler", "batch", "masking", "augment", "pairs", "blend", "source"],
 }

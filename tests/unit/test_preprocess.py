@@ -41,7 +41,9 @@ def test_filters_top_k_sort_normalise():
 
 @pytest.mark.parametrize("kwargs, field", [({"top_k": 0}, "top_k"), ({"min_peaks": 0}, "min_peaks"),
                                            ({"split_key": "x"}, "split_key"), ({"split_fractions": (0.5, 0.5, 0.5)}, "split_fractions"),
-                                           ({"mz_min": 10.0, "mz_max": 5.0}, "mz_min")])
+                                           ({"mz_min": 10.0, "mz_max": 5.0}, "mz_min"),
+                                           ({"exclude_labs": ("",)}, "exclude_labs"),
+                                           ({"exclude_labs": ("Eawag:1a2b",)}, "exclude_labs")])
 def test_bad_settings(kwargs, field):
     with pytest.raises(ConfigError, match=f"preprocess.{field}"):
         PreprocessSettings(**kwargs)

@@ -1,0 +1,33 @@
+"""Which lab a spectrum comes from, so that whole labs can be kept out of a dataset or of training.
+
+A spectrum's lab is the part of its run id before the first ``:``: MassBank's LC_SYSTEM is
+``<contributor>:<hash of the chromatography fields>``, so a lab takes all its LC systems with it. A run id without
+``:`` is its own lab; a spectrum without one has no known lab. A lab whose name is another lab's followed by ``_``
+(MassBank's ``Eawag_Additional_Specs``, beside ``Eawag``) is the same lab.
+"""
+import numpy as np
+
+
+def labs_of(run_ids) -> np.ndarray:
+    """Each spectrum's lab: its run id up to the first ``:``, "" where there is none."""
+    return np.array([(r or "").split(":", 1)[0] for r in run_ids], dtype=object)
+
+
+def merge_sublabs(labs: np.ndarray) -> np.ndarray:
+    """``A_more`` → ``A`` where ``A`` is a lab too (the shortest such ``A``)."""
+    names = sorted({n for n in labs if n}, key=len)
+    parent = {}
+    for name in names:
+        parent[name] = next((p for p in names if len(p) < len(name) and name.startswith(p + "_")), name)
+    return np.array([parent.get(n, n) for n in labs], dtype=object)
+
+
+def matching_lab(run_ids, labs) -> np.ndarray:
+    """For each spectrum, the one of ``labs`` it belongs to ("" for none): its lab is that name, or that name
+    followed by ``_``. Needs no other spectrum, so preprocessing workers can apply it chunk by chunk; for names
+    that are labs of the data it agrees with :func:`merge_sublabs` over the whole data."""
+    wanted = sorted(set(labs), key=len)
+    names, inverse = np.unique(labs_of(run_ids).astype(str), return_inverse=True)
+    hit = np.array([next((w for w in wanted if n and (n == w or n.startswith(w + "_"))), "") for n in names],
+                   dtype=object)
+    return hit[inverse] if len(names) else np.zeros(0, object)
