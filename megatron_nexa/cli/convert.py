@@ -28,12 +28,13 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     z = sub.add_parser("zero-to-torch", help="consolidate a DeepSpeed checkpoint into one fp32 state dict")
-    z.add_argument("ckpt_dir")
+    z.add_argument("ckpt_dir", help="a run, its checkpoints/ or one checkpoint's directory")
     z.add_argument("out", help="OUT.safetensors (streamed) or OUT.pt")
     z.add_argument("--tag")
     z.add_argument("--data", help=DATA_HELP)
     h = sub.add_parser("to-hf", help="write a Hugging Face folder")
-    h.add_argument("source", help="a run / checkpoints directory, or a .safetensors/.pt state dict")
+    h.add_argument("source", help="a run, its checkpoints/ or one checkpoint's directory, or a .safetensors/.pt "
+                                  "state dict")
     h.add_argument("out_dir")
     h.add_argument("--tag")
     h.add_argument("--max-shard-size", type=parse_size, default=5 * 10**9)
@@ -77,10 +78,9 @@ def _to_hf(args) -> Path:
 
         from megatron_nexa.config import model_config_from_dict
         from megatron_nexa.convert.run_context import read_run_context
-        from megatron_nexa.convert.zero_to_torch import ReloadingSource, resolve_tag
+        from megatron_nexa.convert.zero_to_torch import ReloadingSource, locate_checkpoint
 
-        ckpt_dir = source / "checkpoints" if (source / "checkpoints").is_dir() else source
-        tag = resolve_tag(ckpt_dir, args.tag)
+        ckpt_dir, tag = locate_checkpoint(source, args.tag)
         ctx = read_run_context(ckpt_dir, tag, args.data)
         preprocessing, missing = ctx.preprocessing, ctx.preprocessing_missing
         cfg = model_config_from_dict(yaml.safe_load(ctx.run_yaml)["model"])

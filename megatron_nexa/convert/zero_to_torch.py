@@ -22,26 +22,33 @@ from megatron_nexa.convert.to_hf import model_card
 from megatron_nexa.model.layer_specs import canonical_state_dict
 
 
-def resolve_tag(ckpt_dir: Path, tag: str | None) -> str:
+def locate_checkpoint(path: str | Path, tag: str | None) -> tuple[Path, str]:
+    """``(checkpoints directory, tag)`` from a run directory, its ``checkpoints/``, or one checkpoint's own
+    directory (``checkpoints/step_00000500``: that step). Without ``tag``, the run's newest (``latest``)."""
+    ckpt_dir = Path(path)
+    if (ckpt_dir / "checkpoints").is_dir():
+        ckpt_dir = ckpt_dir / "checkpoints"
+    elif (ckpt_dir / "config.yaml").is_file() and not (ckpt_dir / "latest").exists():  # one step's directory
+        if tag and tag != ckpt_dir.name:
+            raise ValueError(f"{path} is checkpoint {ckpt_dir.name}, but --tag asks for {tag}")
+        return ckpt_dir.parent, ckpt_dir.name
     if tag:
-        return tag
+        return ckpt_dir, tag
     latest = ckpt_dir / "latest"
     if not latest.exists():
-        raise FileNotFoundError(f"{ckpt_dir}: no 'latest' file; pass --tag (one of "
-                                f"{sorted(p.name for p in ckpt_dir.glob('step_*'))})")
-    return latest.read_text().strip()
+        steps = sorted(p.name for p in ckpt_dir.glob("step_*"))
+        raise FileNotFoundError(f"{ckpt_dir}: no 'latest' file; " + (
+            f"pass --tag (one of {steps})" if steps else "not a run, its checkpoints/ or a checkpoint directory"))
+    return ckpt_dir, latest.read_text().strip()
 
 
 def zero_to_torch(ckpt_dir: str | Path, out: str | Path, tag: str | None = None, data: str | None = None) -> Path:
-    """``ckpt_dir``: a run's ``checkpoints/`` directory (or the run directory itself). ``out``: ``.safetensors``
+    """``ckpt_dir``: a run's ``checkpoints/`` directory, the run directory, or one checkpoint's. ``out``: ``.safetensors``
     (streamed, one tensor in memory at a time) or ``.pt`` (torch.save needs the whole dict in memory). The run's
     preprocessing settings and model card go beside it (``hf_extra.json``) for ``to-hf``; ``data``: as there."""
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-    ckpt_dir = Path(ckpt_dir)
-    if (ckpt_dir / "checkpoints").is_dir():
-        ckpt_dir = ckpt_dir / "checkpoints"
-    tag = resolve_tag(ckpt_dir, tag)
+    ckpt_dir, tag = locate_checkpoint(ckpt_dir, tag)
     config_file = ckpt_dir / tag / "config.yaml"
     if not config_file.exists():
         raise FileNotFoundError(f"{config_file}: the run config is saved beside every checkpoint; it is missing")

@@ -107,6 +107,16 @@ def test_round_trip_is_bit_identical(hf_dir, tmp_path):
     assert json.loads((hf_dir / "config.json").read_text())["preprocessing"]["top_k"] == 256
 
 
+def test_one_checkpoints_directory_exports_that_step(trained, hf_dir, tmp_path):
+    """``to-hf runs/x/checkpoints/step_N`` is step N, what a user passes to export a checkpoint that is not the newest."""
+    step = trained / "checkpoints" / "step_00000002"
+    run("-m", "megatron_nexa.cli.convert", "to-hf", str(step), str(tmp_path / "hf"))
+    assert (tmp_path / "hf/model.safetensors").read_bytes() == (hf_dir / "model.safetensors").read_bytes()
+    out = run("-m", "megatron_nexa.cli.convert", "to-hf", str(step), str(tmp_path / "x"), "--tag", "step_00000001",
+              check=False)
+    assert out.returncode == 2 and "is checkpoint step_00000002, but --tag asks for step_00000001" in out.stderr
+
+
 def test_sharded_export_loads(hf_dir, massbank, tmp_path):
     run("-m", "megatron_nexa.cli.convert", "from-hf", str(hf_dir), str(tmp_path / "sd.safetensors"))
     run("-m", "megatron_nexa.cli.convert", "to-hf", str(tmp_path / "sd.safetensors"), str(tmp_path / "sharded"),

@@ -29,3 +29,4 @@ def test_the_same_tag_rejected_again_gets_its_own_place(parallel, tmp_path):
     assert [p.name for p in places] == ["step_00000006", "step_00000006.2", "step_00000006.3"]
     assert [(p / "model_states.pt").read_bytes()[0] for p in places] == [0, 1, 2]
     assert not (ckpt.dir / "step_00000006").exists()
+

@@ -72,3 +72,23 @@ def test_export_records_missing_settings_instead_of_an_empty_dict(tmp_path):
     d = hf_config_dict(ModelConfig(), None, "not found: data/v")
     assert d["preprocessing"] is None and d["preprocessing_missing"] == "not found: data/v"
     assert "preprocessing_missing" not in hf_config_dict(ModelConfig(), SETTINGS)
+
+
+def test_a_checkpoint_is_found_from_the_run_its_checkpoints_or_its_own_directory(tmp_path):
+    from megatron_nexa.convert.zero_to_torch import locate_checkpoint
+
+    ckpts = tmp_path / "run" / "checkpoints"
+    for step in ("step_00000500", "step_00001000"):
+        (ckpts / step).mkdir(parents=True)
+        (ckpts / step / "config.yaml").write_text("model: {}\n")
+    (ckpts / "latest").write_text("step_00001000")
+    assert locate_checkpoint(tmp_path / "run", None) == (ckpts, "step_00001000")
+    assert locate_checkpoint(ckpts, "step_00000500") == (ckpts, "step_00000500")
+    assert locate_checkpoint(ckpts / "step_00000500", None) == (ckpts, "step_00000500")
+    with pytest.raises(ValueError, match="is checkpoint step_00000500, but --tag asks for step_00001000"):
+        locate_checkpoint(ckpts / "step_00000500", "step_00001000")
+    (ckpts / "latest").unlink()
+    with pytest.raises(FileNotFoundError, match=r"pass --tag \(one of \['step_00000500', 'step_00001000'\]\)"):
+        locate_checkpoint(ckpts, None)
+    with pytest.raises(FileNotFoundError, match="not a run, its checkpoints/ or a checkpoint directory"):
+        locate_checkpoint(tmp_path, None)
