@@ -23,6 +23,14 @@ def subset_groups(keys: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     return np.flatnonzero(np.isin(inverse, chosen))
 
 
+def structure_groups(inchikeys) -> np.ndarray:
+    """InChIKey first block per spectrum, the unit of retrieval hits and of resampling; a spectrum without one is
+    its own structure."""
+    keys = np.array([(k or "").split("-")[0] for k in inchikeys], dtype=object)
+    keys[keys == ""] = np.array([f"missing:{i}" for i in np.flatnonzero(keys == "")], dtype=object)
+    return keys
+
+
 def spectra(source: SpectraSource, indices: np.ndarray) -> list[tuple]:
     out = []
     for i in indices:

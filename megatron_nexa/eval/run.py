@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from megatron_nexa.data.source import SpectraSource
 from megatron_nexa.downstream.candidates import build_library, candidate_sets, hits, rank_candidates
-from megatron_nexa.downstream.features import binned, spectra, subset, subset_groups
+from megatron_nexa.downstream.features import binned, spectra, structure_groups, subset, subset_groups
 from megatron_nexa.downstream.fit import fit
 from megatron_nexa.downstream.heads import FingerprintHead, GaussianHead
 from megatron_nexa.downstream.metrics import MIN_CALIBRATION_ROWS, cosine_rows, regression_rows, std_scale, tanimoto_rows
@@ -74,7 +74,7 @@ def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epoc
     fp = {k: morgan_fingerprints(list(meta[k]["smiles"]), n_bits) for k in ("train", *tests)}
     scaler = RTScaler(meta["train"]["run_id"], meta["train"]["rt"].astype(np.float64))
     rt_ok = {k: scaler.known(meta[k]["run_id"], meta[k]["rt"].astype(np.float64)) for k in meta}
-    keys = {k: _structure_keys(meta[k]["inchikey"]) for k in ("train", *tests)}
+    keys = {k: structure_groups(meta[k]["inchikey"]) for k in ("train", *tests)}
     # candidate structures: every structure in the shipped data (all splits), filtered per query by mass
     library = build_library([s for src in sources.values() for s in src.view.column("smiles")], n_bits)
     candidates = {t: candidate_sets(meta[t]["smiles"][fp[t][1]], library, ppm) for t in tests}
@@ -150,13 +150,6 @@ def _lab_summary(labs, n_train_split: int) -> dict:
             "train_split_spectra": n_train_split, "train_spectra_outside_held_out_labs": int(len(labs.train)),
             "test_spectra_structure_disjoint": int(len(labs.test)),
             "test_spectra_lab_and_structure_disjoint": int(len(labs.lab_test))}
-
-
-def _structure_keys(inchikeys) -> np.ndarray:
-    """InChIKey first block per spectrum; a spectrum without one is its own structure."""
-    keys = np.array([(k or "").split("-")[0] for k in inchikeys], dtype=object)
-    keys[keys == ""] = np.array([f"missing:{i}" for i in np.flatnonzero(keys == "")], dtype=object)
-    return keys
 
 
 def _heads(x, fp, meta, rt_ok, scaler, candidates, tests, n_bits, epochs, seed) -> dict[str, dict[str, np.ndarray]]:

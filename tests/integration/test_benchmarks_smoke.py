@@ -66,3 +66,31 @@ def test_comm_step_prediction_against_measured_steps():
     out = bench("benchmarks/comm_step.py", "--ranks", "2", "--config", "configs/test_tiny.yaml", "--steps", "1")
     for config in ("zero1", "zero2", "zero3_cpu"):
         assert re.search(rf"{config} .* \(\d+\.\d+\) +\d+\.\d+ +\d+\.\d\d", out), out
+
+
+def test_retrieval_ablation_ranks_nexa_evals_libraries(massbank, tmp_path):
+    """The same export named twice ranks identically; the squeezed binned spectra and random init are there; the
+    queries are the library spectra whose structure has another spectrum there, as nexa-eval counts them."""
+    import json
+
+    import torch
+
+    from megatron_nexa.config import load_config
+    from megatron_nexa.convert.to_hf import write_hf
+    from megatron_nexa.model.pretraining import NexaSpecForPretraining
+    from megatron_nexa.model.reference import ReferenceEncoder
+
+    cfg = load_config(REPO / "configs/model/tiny.yaml").model
+    torch.manual_seed(0)
+    write_hf(NexaSpecForPretraining(cfg, ReferenceEncoder(cfg)).state_dict(), cfg, tmp_path / "hf")
+    out = bench("benchmarks/retrieval_ablation.py", "--data", massbank, "--max-train", 500, "--dims", "8,64",
+                f"a={tmp_path / 'hf'}", f"b={tmp_path / 'hf'}", "--out", tmp_path / "r.json")
+    assert "structure-disjoint:" in out and "lab- and structure-disjoint:" in out
+    result = json.loads((tmp_path / "r.json").read_text())
+    for test in ("test", "lab"):
+        r = result["results"][test]["rankings"]
+        assert {"binned spectrum", "binned, PCA to 8", "binned, random projection to 64", "random-init [CLS]",
+                "a [CLS]", "b mean of peaks"} <= set(r)
+        assert r["a [CLS]"] == r["b [CLS]"] and r["binned spectrum"]["minus_binned"] == 0
+        assert all(0 <= v["hit@1"] <= 1 and v["interval"][0] <= v["minus_binned"] <= v["interval"][1] for v in r.values())
+        assert result["results"][test]["queries"] > 0

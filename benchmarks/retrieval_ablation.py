@@ -1,0 +1,109 @@
+"""Why a pretrained [CLS] does or does not match the binned-spectrum cosine at retrieval: the same libraries and
+queries as ``nexa-eval`` (structure-disjoint test, and the test spectra of the held-out labs), ranked by
+
+- each named export's [CLS] and mean of peaks (name several checkpoints of one run for a learning curve),
+- the first export's architecture with random weights (baseline (c)),
+- the binned spectrum (1 Da, sqrt intensity; baseline (b)), and the binned spectrum squeezed to d dimensions, by a
+  random Gaussian projection and by PCA fitted on training spectra outside the held-out labs: how much retrieval a
+  d-dimensional vector can keep, the encoder's hidden size among the d.
+
+``python benchmarks/retrieval_ablation.py --data data_out/massbank_v2 --holdout-labs A,B,... NAME=HF_DIR ...``
+
+Prints hit@1 per ranking and test set, and each ranking minus the binned cosine with a 95 % interval from
+resampling test structures (``metrics.paired_bootstrap``); ``--out`` writes JSON.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from megatron_nexa.cli.inputs import lab_names  # noqa: E402
+from megatron_nexa.data.source import SpectraSource  # noqa: E402
+from megatron_nexa.downstream.features import binned, spectra, structure_groups, subset, subset_groups  # noqa: E402
+from megatron_nexa.downstream.metrics import paired_bootstrap, verdict  # noqa: E402
+from megatron_nexa.downstream.retrieval import embedding_similarity, first_hits  # noqa: E402
+from megatron_nexa.eval.lab_split import split_by_lab  # noqa: E402
+from megatron_nexa.inference import Pooling, embed_pooled, load_model  # noqa: E402
+
+TESTS = {"test": "structure-disjoint", "lab": "lab- and structure-disjoint"}
+
+
+def squeezers(train_binned: np.ndarray, dims: list[int], seed: int) -> dict:
+    """name -> function of a binned matrix: random projection and PCA (fitted on ``train_binned``) to d dims."""
+    rng = np.random.default_rng(seed)
+    mean = train_binned.mean(0)
+    _, _, vt = np.linalg.svd(train_binned - mean, full_matrices=False)
+    out = {}
+    for d in dims:
+        proj = rng.normal(size=(train_binned.shape[1], d)) / np.sqrt(d)
+        out[f"binned, random projection to {d}"] = lambda x, p=proj: x @ p
+        out[f"binned, PCA to {d}"] = lambda x, v=vt[:d].T: (x - mean) @ v
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", nargs="+", help="NAME=HF_DIR (nexa-convert to-hf exports)")
+    p.add_argument("--data", required=True, help="a dataset version split by structure (massbank_v2)")
+    p.add_argument("--holdout-labs", type=lab_names, default=None, help="as nexa-eval's")
+    p.add_argument("--lab-fraction", type=float, default=0.15, help="as nexa-eval's")
+    p.add_argument("--max-retrieval", type=int, default=2500, help="as nexa-eval's")
+    p.add_argument("--max-train", type=int, default=20000, help="training spectra the PCA is fitted on")
+    p.add_argument("--dims", default="32,128,512", help="comma-separated dimensions for the squeezed binned spectra")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="JSON here too")
+    args = p.parse_args(argv)
+    models = dict(m.split("=", 1) for m in args.models)
+    torch.manual_seed(args.seed)
+
+    sources = {k: SpectraSource(args.data, k) for k in ("train", "val", "test")}
+    labs = split_by_lab({k: s.view.column("run_id") for k, s in sources.items()}, args.lab_fraction,
+                        args.holdout_labs, args.seed)
+    train = spectra(sources["train"], labs.train[subset(len(labs.train), args.max_train, args.seed)])
+    squeeze = squeezers(binned(train), [int(d) for d in args.dims.split(",")], args.seed)
+    keys_all = structure_groups(sources["test"].view.column("inchikey"))
+    libraries = {}
+    for t, rows in (("test", labs.test), ("lab", labs.lab_test)):
+        if len(rows):
+            keys = keys_all[rows]
+            chosen = subset_groups(keys, args.max_retrieval, args.seed)  # nexa-eval's library
+            libraries[t] = (spectra(sources["test"], rows[chosen]), keys[chosen])
+
+    from transformers import AutoConfig, AutoModel
+    first = next(iter(models.values()))
+    encoders = {name: load_model(path) for name, path in models.items()}
+    encoders["random-init"] = AutoModel.from_config(AutoConfig.from_pretrained(first, trust_remote_code=True),
+                                                    trust_remote_code=True)
+    results = {}
+    for t, (items, keys) in libraries.items():
+        features = {"binned spectrum": binned(items)}
+        features |= {name: f(features["binned spectrum"]) for name, f in squeeze.items()}
+        for name, model in encoders.items():
+            pooled = embed_pooled(items, model)[0]
+            features[f"{name} [CLS]"], features[f"{name} mean of peaks"] = pooled[Pooling.CLS], pooled[Pooling.MEAN]
+        hit1 = {}
+        for name, x in features.items():
+            queries, first_rank = first_hits(embedding_similarity(x), keys)
+            hit1[name] = (first_rank < 1).astype(float)
+        groups = keys[queries]
+        results[t] = {"queries": int(len(queries)), "rankings": {}}
+        print(f"{TESTS[t]}: {len(items):,} library spectra, {len(queries):,} queries")
+        print(f"{'ranking':44s} {'hit@1':>6s}  {'minus binned':>12s}  {'95 % interval':>17s}  verdict")
+        for name, h in hit1.items():
+            diff, low, high = paired_bootstrap(h, hit1["binned spectrum"], groups, seed=args.seed)
+            results[t]["rankings"][name] = {"hit@1": float(h.mean()), "minus_binned": diff, "interval": [low, high],
+                                            "verdict": verdict(True, low, high)}
+            row = "" if name == "binned spectrum" else f"{diff:+12.3f}  [{low:+.3f}, {high:+.3f}]  {verdict(True, low, high)}"
+            print(f"{name:44s} {h.mean():6.3f}  {row}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"models": models, "held_out_labs": list(labs.held_out),
+                                              "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
