@@ -27,12 +27,15 @@ data: venv
 	$(PY) -m megatron_nexa.cli.dataset verify $(DATA)/massbank_v2
 	$(PY) -m megatron_nexa.cli.dataset stats $(DATA)/massbank_v2
 
-# The labs nexa-eval holds out of massbank_v2 by default (--lab-fraction 0.15, seed 0). `eval` names them, and
-# massbank_trainlabs_v2 is massbank_v2 without them: pretraining on it keeps the lab-disjoint test new to the encoder.
+# The labs nexa-eval holds out of massbank_v2 by default (--lab-fraction 0.15, seed 0). `eval` names them
+# (EVAL_LABS=--lab-fraction=0 trains on every lab), and massbank_trainlabs_v2 is massbank_v2 without them:
+# pretraining on it keeps the lab-disjoint test new to the encoder.
 HELDOUT_LABS ?= ACES_SU,Boise_State_Univ,CASMI_2012,CPU,Env_Anal_Chem_U_Tuebingen,IPB_Halle,LCSB,Literature_Specs,MSSJ,MetaboLights,NAIST,NILU,Osaka_MCHRI,PFOS_research_group,RIKEN,Univ_Toyama,UoB,UvA_IBED
+EVAL_LABS ?= --holdout-labs $(HELDOUT_LABS)
 data-lab-disjoint: venv
 	$(PY) -m megatron_nexa.cli.preprocess $(MASSBANK)/*.mgf.gz --out $(DATA) --name massbank_trainlabs --version 2 \
 		--workers 2 --split-fractions 0.90 0.02 0.08 --exclude-labs $(HELDOUT_LABS)
+	$(PY) -m megatron_nexa.cli.dataset verify $(DATA)/massbank_trainlabs_v2
 
 demo: data
 	$(PY) -m megatron_nexa.cli.plan --model configs/model/small.yaml
@@ -50,7 +53,7 @@ pretrain-small: data
 # About an hour on 2 cores: the recipe judged on the lab-disjoint test, pretrained without the held-out labs
 # (runs/massbank_small_lab_disjoint); then `make eval RUN=runs/massbank_small_lab_disjoint`.
 pretrain-lab-disjoint: data-lab-disjoint
-	OMP_NUM_THREADS=1 DS_ACCELERATOR=cpu $(VENV)/bin/deepspeed --num_gpus 2 --master_port 29518 pretrain_nexa.py \
+	OMP_NUM_THREADS=1 DS_ACCELERATOR=cpu $(VENV)/bin/deepspeed --num_gpus 2 --master_port 29519 pretrain_nexa.py \
 		--ds_config ds_configs/zero3_cpu.json --config configs/massbank_small_lab_disjoint.yaml
 
 # Export a run (default: the demo's) to Hugging Face format; `eval` scores fingerprint/RT heads on frozen
@@ -60,9 +63,8 @@ HF  ?= $(if $(filter runs/demo,$(RUN)),hf/demo,$(RUN)/hf)
 hf: $(if $(filter runs/demo,$(RUN)),demo,venv)
 	$(PY) -m megatron_nexa.cli.convert to-hf $(RUN) $(HF)
 
-eval: hf
-	$(PY) -m megatron_nexa.cli.eval --model $(HF) --data $(DATA)/massbank_v2 --holdout-labs $(HELDOUT_LABS) \
-		--out $(RUN)/eval.json $(EVAL_ARGS)
+eval: hf data
+	$(PY) -m megatron_nexa.cli.eval --model $(HF) --data $(DATA)/massbank_v2 $(EVAL_LABS) --out $(RUN)/eval.json
 
 # Fine-tune each head on the run's encoder and, as the baseline, on the same architecture from fresh weights
 # (frozen 100 steps, then unfrozen), once per seed; then one table with mean ± SD over seeds and pretrained

@@ -21,12 +21,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from megatron_nexa.cli.inputs import lab_names  # noqa: E402
+from megatron_nexa.cli.errors import user_error  # noqa: E402
+from megatron_nexa.cli.inputs import InputError, dataset_version, hf_export, lab_names  # noqa: E402
 from megatron_nexa.data.source import SpectraSource  # noqa: E402
 from megatron_nexa.downstream.features import binned, spectra, structure_groups, subset, subset_groups  # noqa: E402
 from megatron_nexa.downstream.metrics import paired_bootstrap, verdict  # noqa: E402
 from megatron_nexa.downstream.retrieval import embedding_similarity, first_hits  # noqa: E402
-from megatron_nexa.eval.lab_split import split_by_lab  # noqa: E402
+from megatron_nexa.eval.lab_split import LabError, split_by_lab  # noqa: E402
 from megatron_nexa.inference import Pooling, embed_pooled, load_model  # noqa: E402
 
 TESTS = {"test": "structure-disjoint", "lab": "lab- and structure-disjoint"}
@@ -45,26 +46,60 @@ def squeezers(train_binned: np.ndarray, dims: list[int], seed: int) -> dict:
     return out
 
 
+def named_export(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=HF_DIR")
+    return name, path
+
+
+def dimensions(text: str) -> list[int]:
+    try:
+        dims = [int(d) for d in text.split(",")]
+    except ValueError:
+        dims = []
+    if not dims or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive integers, comma-separated")
+    return dims
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number in [0, 1)")
+    return value
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="+", help="NAME=HF_DIR (nexa-convert to-hf exports)")
+    p.add_argument("models", nargs="+", type=named_export, help="NAME=HF_DIR (nexa-convert to-hf exports)")
     p.add_argument("--data", required=True, help="a dataset version split by structure (massbank_v2)")
-    p.add_argument("--holdout-labs", type=lab_names, default=None, help="as nexa-eval's")
-    p.add_argument("--lab-fraction", type=float, default=0.15, help="as nexa-eval's")
+    labs = p.add_mutually_exclusive_group()
+    labs.add_argument("--holdout-labs", type=lab_names, default=None, help="as nexa-eval's")
+    labs.add_argument("--lab-fraction", type=fraction, default=0.15, help="as nexa-eval's")
     p.add_argument("--max-retrieval", type=int, default=2500, help="as nexa-eval's")
     p.add_argument("--max-train", type=int, default=20000, help="training spectra the PCA is fitted on")
-    p.add_argument("--dims", default="32,128,512", help="comma-separated dimensions for the squeezed binned spectra")
+    p.add_argument("--dims", type=dimensions, default=[32, 128, 512],
+                   help="comma-separated dimensions for the squeezed binned spectra (default 32,128,512)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="JSON here too")
     args = p.parse_args(argv)
-    models = dict(m.split("=", 1) for m in args.models)
+    models = dict(args.models)
+    try:
+        for name, path in models.items():
+            hf_export(path, name)
+        dataset_version(args.data, "--data", ("train", "val", "test"))
+        sources = {k: SpectraSource(args.data, k) for k in ("train", "val", "test")}
+        labs = split_by_lab({k: s.view.column("run_id") for k, s in sources.items()}, args.lab_fraction,
+                            args.holdout_labs, args.seed)
+    except (InputError, LabError) as e:
+        return user_error("retrieval_ablation", e)
     torch.manual_seed(args.seed)
-
-    sources = {k: SpectraSource(args.data, k) for k in ("train", "val", "test")}
-    labs = split_by_lab({k: s.view.column("run_id") for k, s in sources.items()}, args.lab_fraction,
-                        args.holdout_labs, args.seed)
     train = spectra(sources["train"], labs.train[subset(len(labs.train), args.max_train, args.seed)])
-    squeeze = squeezers(binned(train), [int(d) for d in args.dims.split(",")], args.seed)
+    squeeze = squeezers(binned(train), args.dims, args.seed)
     keys_all = structure_groups(sources["test"].view.column("inchikey"))
     libraries = {}
     for t, rows in (("test", labs.test), ("lab", labs.lab_test)):
@@ -96,7 +131,7 @@ def main(argv=None) -> int:
         for name, h in hit1.items():
             diff, low, high = paired_bootstrap(h, hit1["binned spectrum"], groups, seed=args.seed)
             results[t]["rankings"][name] = {"hit@1": float(h.mean()), "minus_binned": diff, "interval": [low, high],
-                                            "verdict": verdict(True, low, high)}
+                                            "verdict": None if name == "binned spectrum" else verdict(True, low, high)}
             row = "" if name == "binned spectrum" else f"{diff:+12.3f}  [{low:+.3f}, {high:+.3f}]  {verdict(True, low, high)}"
             print(f"{name:44s} {h.mean():6.3f}  {row}")
     if args.out:

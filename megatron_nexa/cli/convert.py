@@ -73,6 +73,9 @@ def _to_hf(args) -> Path:
     from megatron_nexa.convert.to_hf import model_card, write_hf
 
     source = Path(args.source)
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such file or directory (a run, its checkpoints/ or one checkpoint's "
+                                "directory, or a .safetensors/.pt state dict)")
     if source.is_dir():
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 

@@ -85,4 +85,8 @@ def lab_names(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise argparse.ArgumentTypeError("name at least one lab")
+    for name in names:
+        if ":" in name:
+            raise argparse.ArgumentTypeError(f"{name}: a lab is the part of a run id before ':' (MassBank's "
+                                             f"contributor): name {name.split(':')[0]}")
     return names

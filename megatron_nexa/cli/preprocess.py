@@ -41,8 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar=("TRAIN", "VAL", "TEST"))
     p.add_argument("--split-seed", type=int, default=d.split_seed)
     p.add_argument("--exclude-labs", type=lab_names, default=[],
-                   help="comma-separated labs (run-id prefix: MassBank's contributor) whose spectra are rejected, "
-                        "e.g. the labs nexa-eval holds out")
+                   help="comma-separated labs whose spectra are rejected, counted per lab: a lab is a run id's part "
+                        "before ':' (MassBank's contributor), by exact name, and takes the labs named like it plus "
+                        "'_…'; a name that is no lab of the inputs is an error. The Makefile's HELDOUT_LABS are the "
+                        "labs nexa-eval holds out by default")
     p.add_argument("--work-dir", help="where unfinished work is kept (default: <out>/<name>_v<N>.work, "
                                       "or .nexa_work/ for a bucket)")
     p.add_argument("--keep-work", action="store_true")

@@ -1,4 +1,4 @@
-"""What an export carries beside the weights: the run config, the last validation metrics and the preprocessing
+"""What an export carries beside the weights: the run config, the validation metrics at the exported checkpoint and the preprocessing
 settings of the training data (from its dataset manifest), which ``embed`` needs to treat spectra as in training.
 
 A run's data paths are kept as given at launch, often relative to the directory it was launched from. That
@@ -8,6 +8,7 @@ found are recorded as missing, with the paths tried, never written as empty sett
 """
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,11 +46,7 @@ def read_run_context(ckpt_dir: str | Path, tag: str, data: str | Path | None = N
     ckpt_dir = Path(ckpt_dir)
     run_yaml = (ckpt_dir / tag / "config.yaml").read_text()
     run = yaml.safe_load(run_yaml) or {}
-    metrics = None
-    metrics_file = run_dir_of(ckpt_dir) / "metrics.jsonl"
-    if metrics_file.exists():
-        evals = [json.loads(x) for x in metrics_file.read_text().splitlines() if "val_masked_mz" in x]
-        metrics = {k: v for k, v in evals[-1].items() if k != "time"} if evals else None
+    metrics = checkpoint_metrics(run_dir_of(ckpt_dir) / "metrics.jsonl", tag)
     if data is not None:
         return RunContext(run_yaml, metrics, dataset_settings(data))
     sources = [s.get("path", "") for s in (run.get("data") or {}).get("sources") or []]
@@ -65,6 +62,18 @@ def read_run_context(ckpt_dir: str | Path, tag: str, data: str | Path | None = N
     return RunContext(run_yaml, metrics, None,
                       f"the training data's {MANIFEST} was not found (data.sources: {', '.join(sources)}; tried "
                       f"{', '.join(dict.fromkeys(tried))}); pass --data DATASET_DIR")
+
+
+def checkpoint_metrics(metrics_file: Path, tag: str) -> dict | None:
+    """The run's validation metrics at checkpoint ``tag`` (``step_N``): its last evaluation at step N or before,
+    so that an export of an earlier checkpoint does not carry a later step's numbers."""
+    if not metrics_file.exists():
+        return None
+    evals = [json.loads(x) for x in metrics_file.read_text().splitlines() if "val_masked_mz" in x]
+    match = re.fullmatch(r"step_0*(\d+)", tag)
+    if match:
+        evals = [e for e in evals if e.get("step", 0) <= int(match.group(1))]
+    return {k: v for k, v in evals[-1].items() if k != "time"} if evals else None
 
 
 def candidate_roots(run_dir: Path, configured_run_dir: str | None) -> list[Path]:

@@ -104,7 +104,8 @@ def model_card(cfg: ModelConfig, run_config: str | None, metrics: dict | None) -
              "# or: megatron_nexa.embed(spectra, model=\"PATH\") for [CLS] embeddings from MGF/mzML/arrays",
              "```", ""]
     if metrics:
-        lines += ["## Final metrics", "", "| metric | value |", "|---|---|"]
+        lines += ["## Validation metrics", "", f"At the exported checkpoint: the run's last evaluation at step "
+                  f"{metrics.get('step', '?')} or before.", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()]
         lines.append("")
     if run_config:

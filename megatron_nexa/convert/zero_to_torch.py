@@ -26,17 +26,21 @@ def locate_checkpoint(path: str | Path, tag: str | None) -> tuple[Path, str]:
     """``(checkpoints directory, tag)`` from a run directory, its ``checkpoints/``, or one checkpoint's own
     directory (``checkpoints/step_00000500``: that step). Without ``tag``, the run's newest (``latest``)."""
     ckpt_dir = Path(path)
+    if not ckpt_dir.is_dir():
+        raise FileNotFoundError(f"{path}: no such directory (a run, its checkpoints/ or one checkpoint's directory)")
     if (ckpt_dir / "checkpoints").is_dir():
         ckpt_dir = ckpt_dir / "checkpoints"
     elif (ckpt_dir / "config.yaml").is_file() and not (ckpt_dir / "latest").exists():  # one step's directory
         if tag and tag != ckpt_dir.name:
             raise ValueError(f"{path} is checkpoint {ckpt_dir.name}, but --tag asks for {tag}")
         return ckpt_dir.parent, ckpt_dir.name
+    steps = sorted(p.name for p in ckpt_dir.glob("step_*"))
     if tag:
+        if not (ckpt_dir / tag).is_dir():
+            raise FileNotFoundError(f"{ckpt_dir}: no checkpoint {tag}; its checkpoints: {', '.join(steps) or 'none'}")
         return ckpt_dir, tag
     latest = ckpt_dir / "latest"
     if not latest.exists():
-        steps = sorted(p.name for p in ckpt_dir.glob("step_*"))
         raise FileNotFoundError(f"{ckpt_dir}: no 'latest' file; " + (
             f"pass --tag (one of {steps})" if steps else "not a run, its checkpoints/ or a checkpoint directory"))
     return ckpt_dir, latest.read_text().strip()

@@ -15,12 +15,15 @@ import numpy as np
 import pyarrow as pa
 
 from megatron_nexa.config import ConfigError
-from megatron_nexa.data.labs import matching_lab
+from megatron_nexa.data.labs import labs_of, matching_lab
 from megatron_nexa.data.mixing import GOLDEN, mix64
 from megatron_nexa.data.peak_selection import most_intense
 from megatron_nexa.data.spectrum import SpectraChunk, take_rows
 
 SPLITS = ("train", "val", "test")
+# Raised whenever the same inputs and settings would give other output (a filter or the peak selection changed), so
+# that a dataset version made before is known to differ: 2, the tie rule of data.peak_selection.
+PROCESSING_REVISION = 2
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Filtered:
     reasons: list[str]  # one per rejected row
     peaks_in: int
     peaks_out: int
+    labs: frozenset = frozenset()  # the labs of the chunk's spectra, when exclude_labs is set (to check its names)
 
 
 def filter_chunk(chunk: SpectraChunk, s: PreprocessSettings) -> Filtered:
@@ -103,9 +107,12 @@ def filter_chunk(chunk: SpectraChunk, s: PreprocessSettings) -> Filtered:
     if s.max_precursor_mz is not None:
         reason[prec > s.max_precursor_mz] = f"precursor m/z above {s.max_precursor_mz}"
     reason[~(np.isfinite(prec) & (prec > 0))] = "invalid precursor m/z"
+    labs = frozenset()
     if s.exclude_labs:
-        lab = matching_lab(_column(chunk, "run_id"), s.exclude_labs)
+        run_ids = _column(chunk, "run_id")
+        lab = matching_lab(run_ids, s.exclude_labs)
         reason[lab != ""] = [excluded_lab_reason(x) for x in lab[lab != ""]]
+        labs = frozenset(labs_of(run_ids).tolist()) - {""}
     keep = reason == ""
     rows = np.flatnonzero(keep)
     if len(rows) < n:
@@ -130,7 +137,7 @@ def filter_chunk(chunk: SpectraChunk, s: PreprocessSettings) -> Filtered:
                         (inten * scale).astype(np.float32, copy=False), count, chunk.precursor_mz[rows],
                         {k: take_rows(v, rows) for k, v in chunk.columns.items()})
     rejected = np.flatnonzero(~keep)
-    return Filtered(kept, rejected, list(reason[rejected]), int(chunk.count.sum()), int(count.sum()))
+    return Filtered(kept, rejected, list(reason[rejected]), int(chunk.count.sum()), int(count.sum()), labs)
 
 
 # Keys of the NH universal hash (Black et al., UMAC): fixed, so hashes are stable across runs and machines.

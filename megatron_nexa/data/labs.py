@@ -5,6 +5,8 @@ A spectrum's lab is the part of its run id before the first ``:``: MassBank's LC
 ``:`` is its own lab; a spectrum without one has no known lab. A lab whose name is another lab's followed by ``_``
 (MassBank's ``Eawag_Additional_Specs``, beside ``Eawag``) is the same lab.
 """
+import difflib
+
 import numpy as np
 
 
@@ -31,3 +33,25 @@ def matching_lab(run_ids, labs) -> np.ndarray:
     hit = np.array([next((w for w in wanted if n and (n == w or n.startswith(w + "_"))), "") for n in names],
                    dtype=object)
     return hit[inverse] if len(names) else np.zeros(0, object)
+
+
+def unknown_lab_names(names, labs) -> list[str]:
+    """What is wrong with each of ``names`` that is not a lab of data whose labs (run-id prefixes) are ``labs``:
+    a lab is compared after merging (``Eawag_Additional_Specs`` is ``Eawag``), by its exact, case-sensitive name.
+    The rule ``nexa-eval --holdout-labs`` applies, for commands that see the labs only as they read."""
+    labs = sorted({str(n) for n in labs if n})
+    merged = dict(zip(labs, merge_sublabs(np.array(labs, dtype=object)))) if labs else {}
+    known = sorted(set(merged.values()))
+    problems = []
+    for name in names:
+        if name in known:
+            continue
+        if name in merged:
+            problems.append(f"{name} is part of lab {merged[name]} (a lab named like another plus '_…' is that "
+                            f"lab): name {merged[name]}")
+            continue
+        close = [k for k in known if k.startswith(name + "_")] or difflib.get_close_matches(name, known, 3, 0.6) or [
+            k for k in known if k.lower() == name.lower()]
+        problems.append(f"no spectrum is from a lab named {name}" + (f" (did you mean {', '.join(close)}?)" if close
+                                                                    else ""))
+    return problems

@@ -27,8 +27,9 @@ from fsspec.implementations.local import LocalFileSystem
 
 from megatron_nexa import __version__
 from megatron_nexa.data.dedup import HashSet
-from megatron_nexa.data.filters import (SPLITS, PreprocessSettings, assign_splits, excluded_lab_reason, filter_chunk,
-                                        spectrum_hashes)
+from megatron_nexa.data.filters import (PROCESSING_REVISION, SPLITS, PreprocessSettings, assign_splits,
+                                        excluded_lab_reason, filter_chunk, spectrum_hashes)
+from megatron_nexa.data.labs import unknown_lab_names
 from megatron_nexa.data.manifest import MANIFEST, Manifest, sha256_file
 from megatron_nexa.data.readers import Unit, plan_units, read_unit
 from megatron_nexa.data.shards import HashingWriter, SplitWriter
@@ -64,6 +65,7 @@ def process_unit(args: tuple[int, Unit, PreprocessSettings, JobOptions, str, str
     tmp.mkdir(parents=True)
     counts = Counter()
     reasons = Counter()
+    labs = set()  # the labs read, for --exclude-labs' check of its names
     nothing_read = None  # why the file yielded no record at all
     chunk_size = opts.hdf5_chunk_rows if unit.fmt == "gems" else opts.chunk_size
     with open(tmp / "peaks.f32", "wb") as peaks, open(tmp / "sizes.i32", "wb") as sizes, \
@@ -86,6 +88,7 @@ def process_unit(args: tuple[int, Unit, PreprocessSettings, JobOptions, str, str
             counts["peaks_in"] += filtered.peaks_in
             counts["peaks_out"] += filtered.peaks_out
             counts["kept"] += len(out)
+            labs |= filtered.labs
             if not len(out):
                 continue
             mask = np.arange(out.mz.shape[1])[None, :] < out.count[:, None]
@@ -101,6 +104,8 @@ def process_unit(args: tuple[int, Unit, PreprocessSettings, JobOptions, str, str
             meta.close()
     result = {"unit": unit.name, "fingerprint": fingerprint, "records_in": 0, "peaks_in": 0, "peaks_out": 0, "kept": 0,
               **counts, "rejected_by_reason": dict(reasons), "nothing_read": nothing_read}
+    if settings.exclude_labs:
+        result["labs"] = sorted(labs - {""})
     publish_unit(tmp, final, result)
     return result
 
@@ -117,9 +122,11 @@ class Assembler:
         self.reject_lines = 0
         self.counts = Counter()
         self.reasons = Counter()
+        self.labs = set()
 
     def add(self, unit_dir: Path, unit_counts: dict) -> None:
         self.counts.update({k: unit_counts.get(k, 0) for k in ("records_in", "peaks_in", "peaks_out")})
+        self.labs.update(unit_counts.get("labs", ()))
         self.reasons.update(unit_counts["rejected_by_reason"])
         with open(unit_dir / "rejects.jsonl", "rb") as f:
             data = f.read()
@@ -177,7 +184,7 @@ def _runs(mask: np.ndarray) -> np.ndarray:
 
 def _fingerprint(inputs: list[dict], settings: PreprocessSettings, opts: JobOptions) -> str:
     key = {"inputs": inputs, "settings": settings.to_dict(), "shard_bytes": opts.shard_bytes,
-           "units": [opts.hdf5_rows_per_unit], "tool": __version__}
+           "units": [opts.hdf5_rows_per_unit], "tool": __version__, "processing": PROCESSING_REVISION}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -204,6 +211,10 @@ def preprocess(paths: list[str], out_root: str, name: str, version: int, setting
                 remove_work(work)
             log(f"{dest}: already complete ({existing.counts['written']:,} spectra); nothing to do")
             return existing
+        if existing.extra.get("processing_revision") != PROCESSING_REVISION:
+            raise FileExistsError(f"{dest} was made by an earlier revision of the preprocessing (the peak selection or "
+                                  f"filters have changed since, revision {PROCESSING_REVISION} now): remove it to "
+                                  f"rebuild it, or choose a new --version")
         raise FileExistsError(f"{dest} already holds a dataset made from other inputs or settings; "
                               f"choose a new --version")
 
@@ -237,6 +248,12 @@ def preprocess(paths: list[str], out_root: str, name: str, version: int, setting
             for entry, p, job in itertools.zip_longest(inputs, paths, digests):
                 entry["sha256"] = job.get() if job else _sha256(p)
     bar.close()
+    wrong = unknown_lab_names(settings.exclude_labs, assembler.labs)
+    if wrong:  # a misspelt lab would leak into a dataset meant to be without it: nothing is published
+        assembler.rejects.close()
+        fs.rm(staging, recursive=True)
+        remove_work(work)
+        raise ValueError(f"--exclude-labs: {'; '.join(wrong)}. Nothing was written.")
     counts, shards, rejects = assembler.finish()
     manifest = Manifest(
         name=name, version=version, tool_version=__version__, settings=settings.to_dict(),
@@ -244,7 +261,8 @@ def preprocess(paths: list[str], out_root: str, name: str, version: int, setting
                     "rule": "split = bucket of blake2b-64(key, seed) / 2^64 in cumulative fractions (train, val, test);"
                             " inchikey: first InChIKey block, else SMILES, else the record; run: run id, else record"},
         inputs=inputs, counts=counts, shards=shards, rejects=rejects,
-        extra={"fingerprint": fingerprint, "shard_bytes": opts.shard_bytes})
+        extra={"fingerprint": fingerprint, "shard_bytes": opts.shard_bytes,
+               "processing_revision": PROCESSING_REVISION})
     if local:
         _publish(staging, dest_path, manifest.to_json())
     else:  # a bucket: an object appears whole or not at all, and the manifest is written last
@@ -256,10 +274,9 @@ def preprocess(paths: list[str], out_root: str, name: str, version: int, setting
     log(f"{dest}: in {counts['records_in']:,} = written {counts['written']:,} + rejected {counts['rejected']:,} "
         f"(train {counts['per_split']['train']:,} / val {counts['per_split']['val']:,} / "
         f"test {counts['per_split']['test']:,}); {counts['records_in'] / max(seconds, 1e-9):,.0f} spectra/s")
-    unmatched = [lab for lab in settings.exclude_labs if excluded_lab_reason(lab) not in counts["rejected_by_reason"]]
-    if unmatched:  # most likely a misspelt name: the dataset holds spectra the user meant to keep out
-        log(f"WARNING: --exclude-labs {', '.join(unmatched)}: no spectrum of the inputs is from "
-            f"{'this lab' if len(unmatched) == 1 else 'these labs'} (a lab is a run id's part before ':')")
+    if settings.exclude_labs:
+        log("excluded labs: " + ", ".join(f"{lab} {counts['rejected_by_reason'].get(excluded_lab_reason(lab), 0):,}"
+                                          for lab in settings.exclude_labs))
     return manifest
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from megatron_nexa.data.labs import labs_of, merge_sublabs
+from megatron_nexa.data.labs import labs_of, merge_sublabs, unknown_lab_names
 
 
 class LabError(ValueError):
@@ -59,9 +59,10 @@ def split_by_lab(run_ids: dict[str, np.ndarray], fraction: float = 0.15, held_ou
         chosen = choose_labs(every, fraction, seed)
     else:
         known = set(every) - {""}
-        unknown = sorted(set(held_out) - known)
-        if unknown:
-            raise LabError(f"no lab named {', '.join(unknown)} in the data; its labs are {', '.join(sorted(known))}")
+        if set(held_out) - known:
+            raw = set().union(*(labs_of(v) for v in run_ids.values()))
+            raise LabError(f"{'; '.join(unknown_lab_names(held_out, raw))}; the data's labs are "
+                           f"{', '.join(sorted(known))}")
         chosen = tuple(sorted(set(held_out)))
     held = {k: np.isin(v.astype(str), list(chosen)) if chosen else np.zeros(len(v), bool) for k, v in labs.items()}
     spectra = {lab: {k: int((labs[k] == lab).sum()) for k in labs} for lab in chosen}

@@ -105,14 +105,20 @@ def test_excluded_labs_are_rejected_and_counted_and_the_structure_split_stays(re
     from megatron_nexa.data.labs import labs_of
     from megatron_nexa.eval.lab_split import split_by_lab
 
-    done = subprocess.run(cli(tmp_path, "--exclude-labs", "LCSB,Eawag,NoSuchLab"), check=True, cwd=REPO,
+    for names, message in (("LCSB,lcsb,CASMI", "no spectrum is from a lab named lcsb (did you mean LCSB?); no spectrum "
+                                               "is from a lab named CASMI (did you mean CASMI_2012, CASMI_2016?)"),
+                           ("LCSB,Eawag_Additional_Specs", "Eawag_Additional_Specs is part of lab Eawag")):
+        bad = subprocess.run(cli(tmp_path, "--exclude-labs", names), cwd=REPO, capture_output=True, text=True)
+        assert bad.returncode == 2 and message in bad.stderr and "Nothing was written" in bad.stderr, bad.stderr
+        assert not list(tmp_path.iterdir()), "a dataset with a misspelt lab in it would leak that lab"
+    done = subprocess.run(cli(tmp_path, "--exclude-labs", "LCSB,Eawag"), check=True, cwd=REPO,
                           capture_output=True, text=True)
-    assert "WARNING: --exclude-labs NoSuchLab: no spectrum of the inputs is from this lab" in done.stdout
     out = tmp_path / "massbank_v1"
     m, full = Manifest.load(str(out)), Manifest.load(str(reference))
     c = m.counts
+    assert f"excluded labs: LCSB {c['rejected_by_reason']['from excluded lab LCSB']:,}, Eawag " in done.stdout
     assert c["records_in"] == c["written"] + c["rejected"] == 68_750
-    assert m.settings["exclude_labs"] == ["LCSB", "Eawag", "NoSuchLab"] and "exclude_labs" not in full.settings
+    assert m.settings["exclude_labs"] == ["LCSB", "Eawag"] and "exclude_labs" not in full.settings
 
     def table(root, split):
         shards = Manifest.load(str(root)).shards[split]

@@ -3,7 +3,7 @@ measures, spectral entropy against ms-entropy's pairwise score, spec2vec's deter
 import numpy as np
 import pytest
 
-from megatron_nexa.data.labs import labs_of, matching_lab, merge_sublabs
+from megatron_nexa.data.labs import labs_of, matching_lab, merge_sublabs, unknown_lab_names
 from megatron_nexa.eval.lab_split import LabError, choose_labs, split_by_lab
 from megatron_nexa.eval.structural import sample_pairs, structural_scores, tanimoto_pairs
 
@@ -47,8 +47,20 @@ def test_split_by_lab_keeps_held_out_labs_out_of_training():
     assert split.train.tolist() == [1, 3, 4] and split.test.tolist() == [1, 2] and split.lab_test.tolist() == [0, 3]
     none = split_by_lab(run_ids, fraction=0.0)
     assert none.held_out == () and len(none.train) == 5 and len(none.lab_test) == 0
-    with pytest.raises(LabError, match="no lab named Z in the data; its labs are A, B, C"):
+    with pytest.raises(LabError, match="no spectrum is from a lab named Z; the data's labs are A, B, C"):
         split_by_lab(run_ids, held_out=["Z"])
+    with pytest.raises(LabError, match=r"A_x is part of lab A .*: name A; the data's labs are A, B, C"):
+        split_by_lab(run_ids, held_out=["A_x"])  # as nexa-preprocess --exclude-labs says it
+
+
+def test_unknown_lab_names_point_to_the_lab_meant():
+    labs = ["Eawag", "Eawag_Additional_Specs", "CASMI_2012", "CASMI_2016", "LCSB"]
+    assert unknown_lab_names(["Eawag", "LCSB", "CASMI_2012"], labs) == []
+    assert unknown_lab_names(["lcsb", "CASMI", "Eawag_Additional_Specs", "Zz"], labs) == [
+        "no spectrum is from a lab named lcsb (did you mean LCSB?)",
+        "no spectrum is from a lab named CASMI (did you mean CASMI_2012, CASMI_2016?)",
+        "Eawag_Additional_Specs is part of lab Eawag (a lab named like another plus '_…' is that lab): name Eawag",
+        "no spectrum is from a lab named Zz"]
 
 
 def _bits(n: int, n_bits: int = 64, seed: int = 0) -> np.ndarray:

@@ -197,6 +197,12 @@ def test_verify_catches_tampering_and_rerun_is_a_no_op(tmp_path, capsys):
     assert again == m
     with pytest.raises(FileExistsError, match="choose a new --version"):
         build(tmp_path, [tmp_path / "a.mgf"], PreprocessSettings(min_peaks=5))
+    manifest = json.loads((root / "manifest.json").read_text())  # as an earlier revision of the processing wrote it
+    old = {**manifest, "extra": {k: v for k, v in manifest["extra"].items() if k != "processing_revision"}}
+    (root / "manifest.json").write_text(json.dumps({**old, "extra": {**old["extra"], "fingerprint": "0" * 64}}))
+    with pytest.raises(FileExistsError, match="made by an earlier revision of the preprocessing .* remove it to rebuild"):
+        build(tmp_path, [tmp_path / "a.mgf"])
+    (root / "manifest.json").write_text(json.dumps(manifest))
     bin_file = root / "shards/train/train_00000.bin"
     data = bytearray(bin_file.read_bytes())
     data[10] ^= 0xFF

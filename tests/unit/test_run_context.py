@@ -92,3 +92,20 @@ def test_a_checkpoint_is_found_from_the_run_its_checkpoints_or_its_own_directory
         locate_checkpoint(ckpts, None)
     with pytest.raises(FileNotFoundError, match="not a run, its checkpoints/ or a checkpoint directory"):
         locate_checkpoint(tmp_path, None)
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        locate_checkpoint(tmp_path / "nope", None)
+    with pytest.raises(FileNotFoundError, match="no checkpoint step_00000999; its checkpoints: step_00000500, step_00001000"):
+        locate_checkpoint(tmp_path / "run", "step_00000999")
+
+
+def test_an_earlier_checkpoints_export_carries_that_steps_metrics(tmp_path):
+    from megatron_nexa.convert.run_context import checkpoint_metrics
+
+    lines = [{"step": 50, "loss": 3.0}, {"step": 500, "val_masked_mz": 5.0, "time": 1.0},
+             {"step": 1000, "val_masked_mz": 4.0}, {"step": 1500, "val_masked_mz": 3.5}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert checkpoint_metrics(tmp_path / "metrics.jsonl", "step_00001000") == {"step": 1000, "val_masked_mz": 4.0}
+    assert checkpoint_metrics(tmp_path / "metrics.jsonl", "step_00000700") == {"step": 500, "val_masked_mz": 5.0}
+    assert checkpoint_metrics(tmp_path / "metrics.jsonl", "step_00000100") is None
+    assert checkpoint_metrics(tmp_path / "metrics.jsonl", "my_tag")["step"] == 1500  # not a step: the last
+    assert checkpoint_metrics(tmp_path / "missing.jsonl", "step_00001000") is None
