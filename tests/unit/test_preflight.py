@@ -1,6 +1,7 @@
 """nexa-preflight on CPU: a passing setup (the tiny model on MassBank, 2 ranks), and each FAIL: missing data, a corrupt
 manifest or shard, an unwritable directory, too little disk (simulated), a version out of range, a batch mismatch.
-The GPU checks say SKIP here; their NCCL part runs in benchmarks/gpu_check.sh (stage preflight)."""
+The GPU checks say SKIP here, except the device and memory checks, run against a stand-in for this node's CUDA; the
+NCCL part runs in benchmarks/gpu_check.sh (stage preflight) and on gloo here."""
 import json
 import shutil
 from importlib.metadata import version
@@ -222,3 +223,38 @@ def test_the_collective_check_runs_on_every_rank(nodes):
     where = "intra-node" if nodes == 1 else "inter-node"
     assert [name for _, name, _ in checks] == [f"nccl all_reduce {where}", f"nccl all_gather {where}"]
     assert all(status in (pf.PASS, pf.WARN, pf.FAIL) and "GB/s bus bandwidth" in msg for status, _, msg in checks)
+
+
+@pytest.fixture
+def fake_gpus(monkeypatch):
+    """This node's CUDA as the preflight reads it (count, name, memory, versions): CI has no GPU."""
+    import types
+
+    import torch
+
+    def install(count: int, gib: float, name: str = "NVIDIA H100 80GB HBM3"):
+        props = types.SimpleNamespace(name=name, total_memory=int(gib * 2**30))
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
+        monkeypatch.setattr(torch.version, "cuda", "12.8")
+        monkeypatch.setattr(torch.cuda.nccl, "version", lambda: (2, 27, 3))
+    return install
+
+
+def test_the_gpu_checks_against_the_plan(fake_gpus):
+    """16 H100s for the 3B pilot fit; 8 GPUs for 16 ranks a node, or the 7B's micro-batch on 80 GB, do not."""
+    ds = load_ds_config(str(REPO / "ds_configs/zero3.json"))
+    pilot = load_config(REPO / "configs/pretrain_3b.yaml")
+    fake_gpus(16, 79.6)
+    assert pf.check_cuda().line() == "PASS cuda: CUDA 12.8, NCCL 2.27.3, 16 GPU(s) visible"
+    checks = pf.check_gpus(pilot, ds, pf.Layout(16, 1), local_rank=3)
+    assert [c.status for c in checks] == [pf.PASS, pf.PASS], [c.line() for c in checks]
+    assert "NVIDIA H100 80GB HBM3 79.6 GiB; the plan's peak at ZeRO-3 is" in checks[1].line()
+    fake_gpus(8, 79.6)
+    (few,) = pf.check_gpus(pilot, ds, pf.Layout(16, 1))
+    assert few.status == pf.FAIL and "8 GPU(s) visible, 16 rank(s) a node" in few.line()
+    big = load_config(REPO / "configs/pretrain_7b.yaml", ["train.micro_batch_size=64", "train.global_batch_size=512"])
+    fake_gpus(8, 79.6)
+    checks = pf.check_gpus(big, ds, pf.Layout(8, 1))
+    assert checks[-1].status == pf.FAIL and "over 90 %: lower train.micro_batch_size" in checks[-1].line()
