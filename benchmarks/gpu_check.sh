@@ -18,7 +18,8 @@
 # 10 with VARIANTS_7B_FULL16, 8 on an H100, where step_3b_full48 replaces the 7B's: name fewer STAGES on an H200);
 # the tables are printed last.
 # STAGES picks stages (default: pytest step_3b_full step_3b_full48 step_7b_full step_3b step_7b pretrain; resume
-# also exists, and preflight: nexa-preflight's GPU checks on this machine's GPUs). step_3b_full48, the whole 3B at micro-batch 48, runs only under 120 GiB (an H100); step_7b_full, the
+# also exists, and preflight: nexa-preflight's GPU checks on this machine's GPUs; pretrain_lab_disjoint: a larger encoder
+# pretrained without the held-out labs for a few minutes, judged at retrieval on the lab-disjoint test). step_3b_full48, the whole 3B at micro-batch 48, runs only under 120 GiB (an H100); step_7b_full, the
 # whole 7B at MB_7B_BIG (28) and 32 without recompute (VARIANTS_7B_FULL; zero3_full_gas16 there: full recompute;
 # VARIANTS_7B_FULL16 at 16), runs only on a GPU of 120 GiB or more (an H200), where step_3b_full runs VARIANTS_FULL_BIG
 # instead of VARIANTS_FULL. VARIANTS_3B, VARIANTS_7B, VARIANTS_FULL, VARIANTS_FULL_BIG, VARIANTS_FULL48,
@@ -124,6 +125,25 @@ if want pretrain && [ -f data_out/massbank_v2/manifest.json ]; then
   want resume && stage pretrain_resume 60 "${PRETRAIN[@]}" --train.train_steps=250
 fi
 
+# pretrain_lab_disjoint (opt-in: name it in STAGES): configs/massbank_gpu_lab_disjoint.yaml (25 M parameters) on
+# data_out/massbank_trainlabs_v2 (`make data-lab-disjoint`: no spectrum of the labs nexa-eval holds out) for at most
+# LIMIT_LAB seconds (a time limit's SIGTERM makes the trainer save); then its newest checkpoint exported and ranked
+# on nexa-eval's two retrieval libraries of data_out/massbank_v2 by benchmarks/retrieval_ablation.py, against random
+# init and the binned spectrum (OUT/lab_disjoint_retrieval.json). Carry data_out: the lent GPU has no MassBank. The
+# export (about 110 MB) is too large to come back, so the full nexa-eval (its baselines need matchms, ms-entropy,
+# spec2vec) does not run on this model.
+if want pretrain_lab_disjoint && [ -f data_out/massbank_trainlabs_v2/manifest.json ] \
+    && [ -f data_out/massbank_v2/manifest.json ]; then
+  LAB_RUN=/tmp/nexa_gpu_lab_disjoint; rm -rf "$LAB_RUN"
+  HELDOUT=$(sed -n 's/^HELDOUT_LABS ?= //p' Makefile)
+  stage pretrain_lab_disjoint "${LIMIT_LAB:-420}" python3 "$SITE/bin/deepspeed" --num_gpus 1 --master_port 29512 \
+    pretrain_nexa.py --ds_config ds_configs/zero2.json --config configs/massbank_gpu_lab_disjoint.yaml \
+    --train.run_dir="$LAB_RUN" --train.wandb_mode=disabled
+  stage lab_disjoint_retrieval "${LIMIT_LAB_EVAL:-240}" bash -c "python3 -m megatron_nexa.cli.convert to-hf $LAB_RUN \
+    $LAB_RUN/hf && python3 benchmarks/retrieval_ablation.py \
+    --data data_out/massbank_v2 --holdout-labs $HELDOUT --out $OUT/lab_disjoint_retrieval.json gpu=$LAB_RUN/hf"
+fi
+
 # preflight (opt-in: name it in STAGES): nexa-preflight on every GPU of this machine under torchrun, one rank a GPU:
 # device count and memory against nexa-plan's peak, CUDA and NCCL versions, and NCCL all-reduce / all-gather bus
 # bandwidth within the node beside NEXA_EXPECT_INTRA_GBPS (one GPU: the NCCL check says SKIP). The data checks read
@@ -139,6 +159,7 @@ section() { awk -v head="##### $1" '$0 == head {p = 1; next} /^##### / {p = 0} p
 ran() { grep -qx "##### $1" "$LOG" 2>/dev/null; }
 echo; ran pytest && { echo "=== pytest"; section pytest | grep -E "passed|failed|error|skipped|relative error|^FAILED|^SKIPPED" | tail -15; }
 ran preflight && { echo "=== preflight"; section preflight | grep -E "(PASS|FAIL|WARN|SKIP) |preflight:|rror" | tail -20; }
+ran pretrain_lab_disjoint && { echo "=== pretrain_lab_disjoint"; section pretrain_lab_disjoint | grep -E "rror|^step +[0-9]+|eval step" | tail -6; section lab_disjoint_retrieval | grep -vE "Warn|warn|Loading" | tail -30; }
 ran pretrain && { echo "=== pretrain"; { section pretrain; section pretrain_resume; } | grep -E "resume|final|rror|^step +[0-9]+" | tail -14; }
 for w in step_3b_full step_3b_full48 step_7b_full16 step_7b_full_big step_7b_full step_3b step_7b; do
   ran $w || continue
