@@ -1,14 +1,15 @@
-"""The CUDA path: bf16 megatron-core encoder against the fp32 reference, the spectral mask under the fused
-SDPA kernels, and the real DeepSpeed ZeRO-3 engine on NCCL. Skipped without a GPU (CI has none);
+"""The CUDA path: bf16 megatron-core encoder against the fp32 reference (local layers, and Transformer Engine's where
+it is installed), the spectral mask under the fused SDPA kernels, and the real DeepSpeed ZeRO-3 engine on NCCL. Skipped without a GPU (CI has none);
 ``benchmarks/gpu_check.sh`` runs them on a GPU machine."""
 import dataclasses
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from megatron_nexa.config import AttentionBackend, load_config
+from megatron_nexa.config import AttentionBackend, TransformerImpl, load_config
 from megatron_nexa.tokens import TokenType
 from tests.spectra import batch, pair_tokens, spectrum_tokens
 
@@ -39,14 +40,22 @@ def relative_error(x: torch.Tensor, ref: torch.Tensor, valid: torch.Tensor) -> f
     return float(d.norm() / ref[valid].norm())
 
 
-@pytest.mark.parametrize("backend", [AttentionBackend.SDPA, AttentionBackend.LOCAL])
-def test_bf16_megatron_encoder_matches_fp32_reference(parallel, backend):
-    """bf16 error of the megatron encoder ≈ the bf16 error of the plain reference itself (same weights)."""
+NO_TE = importlib.util.find_spec("transformer_engine") is None
+
+
+@pytest.mark.parametrize("backend, impl", [
+    (AttentionBackend.SDPA, TransformerImpl.LOCAL), (AttentionBackend.LOCAL, TransformerImpl.LOCAL),
+    pytest.param(AttentionBackend.SDPA, TransformerImpl.TE, marks=pytest.mark.skipif(
+        NO_TE, reason="model.transformer_impl: te needs Transformer Engine (pip install transformer_engine[pytorch])"))])
+def test_bf16_megatron_encoder_matches_fp32_reference(parallel, backend, impl):
+    """bf16 error of the megatron encoder ≈ the bf16 error of the plain reference itself (same weights), with the
+    local layers and, where Transformer Engine is installed, its fused modules (``model.transformer_impl: te``);
+    the backward runs and its gradients are finite."""
     from megatron_nexa.model.encoder import NexaEncoder
     from megatron_nexa.model.layer_specs import canonical_state_dict
     from megatron_nexa.model.reference import ReferenceEncoder
 
-    cfg = width_3b(2, attention_backend=backend)
+    cfg = width_3b(2, attention_backend=backend, transformer_impl=impl)
     torch.manual_seed(0)
     megatron = NexaEncoder(cfg, params_dtype=torch.bfloat16).cuda().to(torch.bfloat16).eval()
     state = {k: v.float() for k, v in canonical_state_dict(megatron.state_dict()).items()}
@@ -62,10 +71,14 @@ def test_bf16_megatron_encoder_matches_fp32_reference(parallel, backend):
         plain_bf16 = reference_bf16(*inputs)
     err, floor = relative_error(got, want, valid), relative_error(plain_bf16, want, valid)
     cosine = torch.nn.functional.cosine_similarity(got.float()[valid], want[valid], dim=-1)
-    print(f"{backend.value}: relative error {err:.4f} (plain bf16 reference: {floor:.4f}); "
+    print(f"{backend.value}, {impl.value}: relative error {err:.4f} (plain bf16 reference: {floor:.4f}); "
           f"min cosine {cosine.min():.5f}")
     assert err <= 2 * floor + 1e-3, (err, floor)
     assert err < 0.03 and cosine.min() > 0.995
+    megatron.train()
+    megatron(*inputs).float().pow(2).mean().backward()
+    grads = [p.grad for p in megatron.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
 def test_fp32_megatron_encoder_equals_reference_on_cuda(parallel):
