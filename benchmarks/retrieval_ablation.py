@@ -24,13 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from megatron_nexa.cli.errors import user_error  # noqa: E402
 from megatron_nexa.cli.inputs import InputError, dataset_version, hf_export, lab_names  # noqa: E402
 from megatron_nexa.data.source import SpectraSource  # noqa: E402
-from megatron_nexa.downstream.features import binned, spectra, structure_groups, subset, subset_groups  # noqa: E402
+from megatron_nexa.downstream.features import binned, spectra, structure_groups, subset  # noqa: E402
 from megatron_nexa.downstream.metrics import paired_bootstrap, verdict  # noqa: E402
-from megatron_nexa.downstream.retrieval import embedding_similarity, first_hits  # noqa: E402
+from megatron_nexa.downstream.retrieval import (LibraryError, embedding_similarity, first_hits,  # noqa: E402
+                                                retrieval_library)
 from megatron_nexa.eval.lab_split import LabError, split_by_lab  # noqa: E402
 from megatron_nexa.inference import Pooling, embed_pooled, load_model  # noqa: E402
 
 TESTS = {"test": "structure-disjoint", "lab": "lab- and structure-disjoint"}
+RANDOM_INIT = "random-init"
 
 
 def squeezers(train_binned: np.ndarray, dims: list[int], seed: int) -> dict:
@@ -63,6 +65,16 @@ def dimensions(text: str) -> list[int]:
     return dims
 
 
+def at_least_zero(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0 (0 = all)")
+    return value
+
+
 def fraction(text: str) -> float:
     try:
         value = float(text)
@@ -79,15 +91,21 @@ def main(argv=None) -> int:
     p.add_argument("--data", required=True, help="a dataset version split by structure (massbank_v2)")
     labs = p.add_mutually_exclusive_group()
     labs.add_argument("--holdout-labs", type=lab_names, default=None, help="as nexa-eval's")
-    labs.add_argument("--lab-fraction", type=fraction, default=0.15, help="as nexa-eval's")
-    p.add_argument("--max-retrieval", type=int, default=2500, help="as nexa-eval's")
-    p.add_argument("--max-train", type=int, default=20000, help="training spectra the PCA is fitted on")
+    labs.add_argument("--lab-fraction", type=fraction, default=0.15, help="as nexa-eval's (default 0.15)")
+    p.add_argument("--max-retrieval", type=at_least_zero, default=2500,
+                   help="as nexa-eval's (default 2500; 0 = all)")
+    p.add_argument("--max-train", type=at_least_zero, default=20000,
+                   help="training spectra the PCA is fitted on (default 20000; 0 = all)")
     p.add_argument("--dims", type=dimensions, default=[32, 128, 512],
                    help="comma-separated dimensions for the squeezed binned spectra (default 32,128,512)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="JSON here too")
     args = p.parse_args(argv)
     models = dict(args.models)
+    names = [name for name, _ in args.models]
+    if len(models) < len(names) or RANDOM_INIT in models:
+        p.error(f"model names must be distinct and not {RANDOM_INIT!r} (the random-weights baseline's), got "
+                f"{', '.join(names)}")
     try:
         for name, path in models.items():
             hf_export(path, name)
@@ -98,20 +116,23 @@ def main(argv=None) -> int:
     except (InputError, LabError) as e:
         return user_error("retrieval_ablation", e)
     torch.manual_seed(args.seed)
-    train = spectra(sources["train"], labs.train[subset(len(labs.train), args.max_train, args.seed)])
+    train = spectra(sources["train"], labs.train[subset(len(labs.train), args.max_train or None, args.seed)])
     squeeze = squeezers(binned(train), args.dims, args.seed)
     keys_all = structure_groups(sources["test"].view.column("inchikey"))
     libraries = {}
     for t, rows in (("test", labs.test), ("lab", labs.lab_test)):
         if len(rows):
             keys = keys_all[rows]
-            chosen = subset_groups(keys, args.max_retrieval, args.seed)  # nexa-eval's library
+            try:
+                chosen = retrieval_library(keys, args.max_retrieval or None, args.seed, TESTS[t])  # nexa-eval's
+            except LibraryError as e:
+                return user_error("retrieval_ablation", e)
             libraries[t] = (spectra(sources["test"], rows[chosen]), keys[chosen])
 
     from transformers import AutoConfig, AutoModel
     first = next(iter(models.values()))
     encoders = {name: load_model(path) for name, path in models.items()}
-    encoders["random-init"] = AutoModel.from_config(AutoConfig.from_pretrained(first, trust_remote_code=True),
+    encoders[RANDOM_INIT] = AutoModel.from_config(AutoConfig.from_pretrained(first, trust_remote_code=True),
                                                     trust_remote_code=True)
     results = {}
     for t, (items, keys) in libraries.items():

@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 output_file(path, name)
     except InputError as e:
         return user_error("nexa-eval", e)
+    from megatron_nexa.downstream.retrieval import LibraryError
     from megatron_nexa.eval.figure import plot_evaluation
     from megatron_nexa.eval.lab_split import LabError
     from megatron_nexa.eval.report import render
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                            max_retrieval=args.max_retrieval or None, lab_fraction=args.lab_fraction,
                            held_out_labs=args.holdout_labs, n_pairs=args.pairs,
                            log=lambda message: print(f"[nexa-eval] {message}", file=sys.stderr, flush=True))
-    except LabError as e:
+    except (LabError, LibraryError) as e:
         return user_error("nexa-eval", e)
     print(render(results))
     if args.out:

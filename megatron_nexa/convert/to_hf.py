@@ -12,7 +12,9 @@ import enum
 import json
 from pathlib import Path
 
-from megatron_nexa.config import ModelConfig, to_plain
+import yaml
+
+from megatron_nexa.config import LossConfig, ModelConfig, to_plain
 from megatron_nexa.convert.hf_processor import processing_source, processor_config
 from megatron_nexa.convert.plain_sources import assemble
 from megatron_nexa.convert.safetensors_stream import Entry, write_safetensors
@@ -90,13 +92,28 @@ def write_hf(state: dict, cfg: ModelConfig, out_dir: str | Path, preprocessing: 
     return out
 
 
+OBJECTIVES = {"masked_mz": "masked peak modelling", "retention_order": "retention-order prediction",
+              "contrastive": "contrastive views (InfoNCE)", "cls_spectrum": "the [CLS] spectrum term"}
+
+
+def _objectives(run_config: str | None) -> str:
+    """The pretraining objectives with a non-zero weight in the run config (the defaults' without one)."""
+    weights = dataclasses.asdict(LossConfig())
+    if run_config:
+        weights.update((yaml.safe_load(run_config) or {}).get("loss") or {})
+    names = [text for key, text in OBJECTIVES.items() if weights.get(key, 0) > 0]
+    if len(names) < 2:
+        return names[0] if names else "no named objective"
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def model_card(cfg: ModelConfig, run_config: str | None, metrics: dict | None) -> str:
     n = sum(_numel(shape) for shape in expected_keys(cfg).values())
     lines = ["---", "library_name: transformers", "tags: [mass-spectrometry, ms-ms, spectra, nexa-spec]", "---",
              "# Nexa-Spec encoder", "",
              f"An encoder-only transformer for MS/MS spectra ({cfg.num_layers} layers, hidden {cfg.hidden_size}, "
              f"{cfg.num_attention_heads} heads, {n:,} parameters with the pretraining heads), pretrained with "
-             "masked peak modelling and retention-order prediction by megatron_nexa.", "",
+             f"{_objectives(run_config)} by megatron_nexa.", "",
              "```python", "from transformers import AutoModel, AutoProcessor",
              'model = AutoModel.from_pretrained("PATH", trust_remote_code=True)',
              'processor = AutoProcessor.from_pretrained("PATH", trust_remote_code=True)  # the training preprocessing',
@@ -104,8 +121,8 @@ def model_card(cfg: ModelConfig, run_config: str | None, metrics: dict | None) -
              "# or: megatron_nexa.embed(spectra, model=\"PATH\") for [CLS] embeddings from MGF/mzML/arrays",
              "```", ""]
     if metrics:
-        lines += ["## Validation metrics", "", f"At the exported checkpoint: the run's last evaluation at step "
-                  f"{metrics.get('step', '?')} or before.", "", "| metric | value |", "|---|---|"]
+        lines += ["## Validation metrics", "", f"The run's last evaluation up to the exported checkpoint, made at "
+                  f"step {metrics.get('step', '?')}.", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()]
         lines.append("")
     if run_config:

@@ -55,6 +55,8 @@ class PreprocessSettings:
             bad("split_fractions", f"need three non-negative fractions summing to 1, got {self.split_fractions}")
         if any(not name or ":" in name for name in self.exclude_labs):
             bad("exclude_labs", f"lab names are non-empty and hold no ':', got {list(self.exclude_labs)}")
+        # a set of labs: the same labs in another order or repeated make the same dataset (and fingerprint)
+        object.__setattr__(self, "exclude_labs", tuple(sorted(set(self.exclude_labs))))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -76,6 +76,13 @@ def discard_damaged_units(work: Path, unit_names: list[str], fingerprint: str, l
 
 
 def remove_work(work: Path) -> None:
-    """The plan first: a removal cut short leaves only units, each judged by ``unit_problem`` when next seen."""
+    """The plan first: a removal cut short leaves only units, each judged by ``unit_problem`` when next seen. Only
+    what a job writes goes (the plan, ``unit_*``); the directory itself only when that leaves it empty, since
+    ``--work-dir`` may name a directory that holds other files."""
     (work / PLAN).unlink(missing_ok=True)
-    shutil.rmtree(work, ignore_errors=True)
+    for unit in work.glob("unit_*"):
+        shutil.rmtree(unit, ignore_errors=True)
+    try:
+        work.rmdir()
+    except OSError:  # not empty (other files), or already gone
+        pass

@@ -9,7 +9,24 @@ feature set of the evaluation (encoder embeddings, binned spectra).
 """
 import numpy as np
 
+from megatron_nexa.downstream.features import subset_groups
+
 KS = (1, 5, 20)
+
+
+class LibraryError(ValueError):
+    """A retrieval library in which no structure has two spectra: no spectrum could find another."""
+
+
+def retrieval_library(keys: np.ndarray, limit: int | None, seed: int, name: str = "the test split") -> np.ndarray:
+    """Indices of whole structures drawn up to ``limit`` spectra (:func:`subset_groups`); a library without a
+    query is an error that says so, before any model is fitted."""
+    chosen = subset_groups(keys, limit, seed)
+    if len(chosen) == len(np.unique(np.asarray(keys)[chosen].astype(str))):
+        raise LibraryError(f"{name}: a retrieval library of {len(chosen):,} spectra has no structure with two "
+                           f"spectra, so there is nothing to retrieve" + (f"; raise the limit ({limit})" if limit
+                                                                           else ""))
+    return chosen
 
 
 def first_hits(similarity: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

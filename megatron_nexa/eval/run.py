@@ -20,11 +20,12 @@ import torch.nn.functional as F
 
 from megatron_nexa.data.source import SpectraSource
 from megatron_nexa.downstream.candidates import build_library, candidate_sets, hits, rank_candidates
-from megatron_nexa.downstream.features import binned, spectra, structure_groups, subset, subset_groups
+from megatron_nexa.downstream.features import binned, spectra, structure_groups, subset
 from megatron_nexa.downstream.fit import fit
 from megatron_nexa.downstream.heads import FingerprintHead, GaussianHead
 from megatron_nexa.downstream.metrics import MIN_CALIBRATION_ROWS, cosine_rows, regression_rows, std_scale, tanimoto_rows
-from megatron_nexa.downstream.retrieval import embedding_similarity, first_hits, hit_rates, matchms_similarity
+from megatron_nexa.downstream.retrieval import (embedding_similarity, first_hits, hit_rates, matchms_similarity,
+                                                retrieval_library)
 from megatron_nexa.downstream.targets import RTScaler, morgan_fingerprints
 from megatron_nexa.eval.compare import PER_ROW, compare
 from megatron_nexa.eval.entropy import entropy_similarity
@@ -75,6 +76,8 @@ def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epoc
     scaler = RTScaler(meta["train"]["run_id"], meta["train"]["rt"].astype(np.float64))
     rt_ok = {k: scaler.known(meta[k]["run_id"], meta[k]["rt"].astype(np.float64)) for k in meta}
     keys = {k: structure_groups(meta[k]["inchikey"]) for k in ("train", *tests)}
+    # matchms compares every pair: the library is capped, and checked before anything is fitted
+    libraries = {t: retrieval_library(keys[t], max_retrieval, seed, TESTS[t]) for t in tests}
     # candidate structures: every structure in the shipped data (all splits), filtered per query by mass
     library = build_library([s for src in sources.values() for s in src.view.column("smiles")], n_bits)
     candidates = {t: candidate_sets(meta[t]["smiles"][fp[t][1]], library, ppm) for t in tests}
@@ -96,7 +99,7 @@ def evaluate(model_dir: str, data_root: str, max_train: int | None = 20000, epoc
     siamese = train_siamese(features["binned spectrum"]["train"][ok], fp["train"][0][ok], keys["train"][ok], epochs,
                             seed)
     for t in tests:
-        ret = subset_groups(keys[t], max_retrieval, seed)  # matchms compares every pair: cap the library
+        ret = libraries[t]
         log(f"{TESTS[t]}: retrieval among {len(ret):,} test spectra (matchms scores every pair)")
         ret_items = [items[t][i] for i in ret]
         similarities = {

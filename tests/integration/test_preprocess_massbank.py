@@ -116,9 +116,12 @@ def test_excluded_labs_are_rejected_and_counted_and_the_structure_split_stays(re
     out = tmp_path / "massbank_v1"
     m, full = Manifest.load(str(out)), Manifest.load(str(reference))
     c = m.counts
-    assert f"excluded labs: LCSB {c['rejected_by_reason']['from excluded lab LCSB']:,}, Eawag " in done.stdout
+    assert f"excluded labs: Eawag {c['rejected_by_reason']['from excluded lab Eawag']:,}, LCSB " in done.stdout
     assert c["records_in"] == c["written"] + c["rejected"] == 68_750
-    assert m.settings["exclude_labs"] == ["LCSB", "Eawag"] and "exclude_labs" not in full.settings
+    assert m.settings["exclude_labs"] == ["Eawag", "LCSB"] and "exclude_labs" not in full.settings
+    again = subprocess.run(cli(tmp_path, "--exclude-labs", "Eawag,LCSB,LCSB"), check=True, cwd=REPO,
+                           capture_output=True, text=True)
+    assert "already complete" in again.stdout  # the same labs in another order: the same dataset
 
     def table(root, split):
         shards = Manifest.load(str(root)).shards[split]

@@ -164,3 +164,14 @@ def test_siamese_model_learns_tanimoto_from_spectra():
     assert np.abs(predicted - target).mean() < np.abs(target.mean() - target).mean()  # beats a constant
     with pytest.raises(ValueError, match="two structures"):
         train_siamese(x[:4:4], bits[:4:4], keys[:4:4], epochs=1)
+
+
+def test_a_retrieval_library_without_a_query_is_an_error_before_any_fit():
+    from megatron_nexa.downstream.retrieval import LibraryError, retrieval_library
+
+    keys = np.array(["a", "a", "b", "c", "c", "c"], dtype=object)
+    assert retrieval_library(keys, None, 0).tolist() == [0, 1, 2, 3, 4, 5]
+    with pytest.raises(LibraryError, match=r"library of 0 spectra .*; raise the limit \(1\)"):
+        retrieval_library(keys, 1, 0)  # no whole structure fits
+    with pytest.raises(LibraryError, match=r"^x: a retrieval library of 3 spectra .* nothing to retrieve$"):
+        retrieval_library(np.array(["a", "b", "c"], dtype=object), None, 0, "x")

@@ -49,6 +49,11 @@ def test_bad_settings(kwargs, field):
         PreprocessSettings(**kwargs)
 
 
+def test_excluded_labs_are_a_set():
+    assert PreprocessSettings(exclude_labs=("RIKEN", "LCSB", "RIKEN")).exclude_labs == ("LCSB", "RIKEN")
+    assert PreprocessSettings(exclude_labs=("B", "A")) == PreprocessSettings(exclude_labs=("A", "B"))
+
+
 def test_hash_set_dedups_within_and_across_calls():
     s = HashSet()
     assert s.add_new(np.array([5, 3, 5, 9], np.uint64)).tolist() == [True, True, False, True]

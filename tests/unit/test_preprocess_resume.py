@@ -71,3 +71,23 @@ def test_half_deleted_work_dir_does_not_break_a_rebuild(tmp_path):
     run(files, tmp_path / "ref", other)
     assert tree(out / "t_v1") == tree(tmp_path / "ref/t_v1")
     assert not work.exists()
+
+
+def test_a_work_dir_given_by_the_user_keeps_its_other_files(tmp_path):
+    """``--work-dir`` may name a scratch directory that holds other things: only the job's own files go."""
+    files = inputs(tmp_path)
+    work = tmp_path / "scratch"
+    work.mkdir()
+    (work / "my_notes.txt").write_text("keep\n")
+    preprocess(files, str(tmp_path / "out"), "t", 1, PreprocessSettings(), JobOptions(progress=False, work_dir=str(work)),
+               log=lambda *_: None)
+    assert [p.name for p in work.iterdir()] == ["my_notes.txt"]
+    lab_typo = PreprocessSettings(exclude_labs=("NoSuchLab",))
+    try:
+        preprocess(files, str(tmp_path / "out"), "t", 2, lab_typo, JobOptions(progress=False, work_dir=str(work)),
+                   log=lambda *_: None)
+    except ValueError as e:
+        assert "no spectrum is from a lab named NoSuchLab" in str(e)
+    else:
+        raise AssertionError("a lab no spectrum is from must be an error")
+    assert [p.name for p in work.iterdir()] == ["my_notes.txt"]

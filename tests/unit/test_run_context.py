@@ -109,3 +109,15 @@ def test_an_earlier_checkpoints_export_carries_that_steps_metrics(tmp_path):
     assert checkpoint_metrics(tmp_path / "metrics.jsonl", "step_00000100") is None
     assert checkpoint_metrics(tmp_path / "metrics.jsonl", "my_tag")["step"] == 1500  # not a step: the last
     assert checkpoint_metrics(tmp_path / "missing.jsonl", "step_00001000") is None
+
+
+def test_the_model_card_names_the_objectives_the_run_trained():
+    from megatron_nexa.config import load_config
+    from megatron_nexa.convert.to_hf import model_card
+    from tests.conftest import REPO
+
+    cfg = load_config(REPO / "configs/model/tiny.yaml").model
+    card = model_card(cfg, "loss:\n  contrastive: 1.0\n  retention_order: 0.0\n", {"step": 500, "val_masked_mz": 4.0})
+    assert "pretrained with masked peak modelling and contrastive views (InfoNCE) by megatron_nexa" in card
+    assert "The run's last evaluation up to the exported checkpoint, made at step 500." in card
+    assert "pretrained with masked peak modelling and retention-order prediction by" in model_card(cfg, None, None)
