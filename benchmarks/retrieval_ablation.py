@@ -22,7 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from megatron_nexa.cli.errors import user_error  # noqa: E402
-from megatron_nexa.cli.inputs import InputError, dataset_version, hf_export, lab_names  # noqa: E402
+from megatron_nexa.cli.inputs import (InputError, at_least, dataset_version, fraction, hf_export,  # noqa: E402
+                                       lab_names)
 from megatron_nexa.data.source import SpectraSource  # noqa: E402
 from megatron_nexa.downstream.features import binned, spectra, structure_groups, subset  # noqa: E402
 from megatron_nexa.downstream.metrics import paired_bootstrap, verdict  # noqa: E402
@@ -65,26 +66,6 @@ def dimensions(text: str) -> list[int]:
     return dims
 
 
-def at_least_zero(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0 (0 = all)")
-    return value
-
-
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number in [0, 1)")
-    return value
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", type=named_export, help="NAME=HF_DIR (nexa-convert to-hf exports)")
@@ -92,9 +73,9 @@ def main(argv=None) -> int:
     labs = p.add_mutually_exclusive_group()
     labs.add_argument("--holdout-labs", type=lab_names, default=None, help="as nexa-eval's")
     labs.add_argument("--lab-fraction", type=fraction, default=0.15, help="as nexa-eval's (default 0.15)")
-    p.add_argument("--max-retrieval", type=at_least_zero, default=2500,
+    p.add_argument("--max-retrieval", type=at_least(0), default=2500,
                    help="as nexa-eval's (default 2500; 0 = all)")
-    p.add_argument("--max-train", type=at_least_zero, default=20000,
+    p.add_argument("--max-train", type=at_least(0), default=20000,
                    help="training spectra the PCA is fitted on (default 20000; 0 = all)")
     p.add_argument("--dims", type=dimensions, default=[32, 128, 512],
                    help="comma-separated dimensions for the squeezed binned spectra (default 32,128,512)")

@@ -10,51 +10,32 @@ import json
 import sys
 from pathlib import Path
 
-from megatron_nexa.cli.inputs import lab_names
-
-
-def _at_least(low: float, kind=int, strict: bool = False):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
-        if value < low or (strict and value == low):
-            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {text}")
-        return value
-    return parse
-
-
-def _fraction(text: str) -> float:
-    value = _at_least(0.0, float)(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"must be < 1, got {text}")
-    return value
+from megatron_nexa.cli.inputs import at_least, fraction, lab_names
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="nexa-eval", description=__doc__)
     p.add_argument("--model", required=True, help="a Hugging Face folder written by nexa-convert to-hf")
     p.add_argument("--data", required=True, help="a dataset version (split by InChIKey block)")
-    p.add_argument("--max-train", type=_at_least(0), default=20000,
+    p.add_argument("--max-train", type=at_least(0), default=20000,
                    help="training spectra for the heads, spec2vec and the Siamese model (default 20000); 0 = all")
-    p.add_argument("--epochs", type=_at_least(1), default=30,
+    p.add_argument("--epochs", type=at_least(1), default=30,
                    help="epochs of the heads, spec2vec and the Siamese model (default 30)")
-    p.add_argument("--seeds", type=_at_least(1), default=3,
+    p.add_argument("--seeds", type=at_least(1), default=3,
                    help="fit every head this many times (mean, SD between seeds; default 3)")
-    p.add_argument("--max-retrieval", type=_at_least(0), default=2500,
+    p.add_argument("--max-retrieval", type=at_least(0), default=2500,
                    help="retrieval library: at most this many test spectra (matchms scores every pair; default "
                         "2500); 0 = all")
-    p.add_argument("--ppm", type=_at_least(0.0, float, strict=True), default=10.0,
+    p.add_argument("--ppm", type=at_least(0.0, float, strict=True), default=10.0,
                    help="candidate structures: mass within this of the query's (default 10)")
     labs = p.add_mutually_exclusive_group()
-    labs.add_argument("--lab-fraction", type=_fraction, default=0.15,
+    labs.add_argument("--lab-fraction", type=fraction, default=0.15,
                       help="hold out whole labs (run-id prefix: MassBank's contributor) up to this share of all "
                            "spectra for the lab- and structure-disjoint test (default 0.15); 0 = none")
     labs.add_argument("--holdout-labs", type=lab_names, default=None,
                       help="comma-separated labs to hold out instead of --lab-fraction's choice; a lab named like "
                            "another plus '_…' is part of it and is named by the other")
-    p.add_argument("--pairs", type=_at_least(1), default=20000,
+    p.add_argument("--pairs", type=at_least(1), default=20000,
                    help="spectrum pairs sampled per library for the Spearman correlation with Tanimoto (default "
                         "20000)")
     p.add_argument("--out", help="write the results as JSON here too")

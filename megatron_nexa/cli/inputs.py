@@ -90,3 +90,24 @@ def lab_names(text: str) -> list[str]:
             raise argparse.ArgumentTypeError(f"{name}: a lab is the part of a run id before ':' (MassBank's "
                                              f"contributor): name {name.split(':')[0]}")
     return names
+
+
+def at_least(low: float, kind=int, strict: bool = False):
+    """An argparse type: a number of ``kind`` that is at least (``strict``: above) ``low``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {text}")
+        return value
+    return parse
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    value = at_least(0.0, float)(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be < 1, got {text}")
+    return value
