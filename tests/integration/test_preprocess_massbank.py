@@ -105,8 +105,8 @@ def test_excluded_labs_are_rejected_and_counted_and_the_structure_split_stays(re
     from megatron_nexa.data.labs import labs_of
     from megatron_nexa.eval.lab_split import split_by_lab
 
-    for names, message in (("LCSB,lcsb,CASMI", "no spectrum is from a lab named lcsb (did you mean LCSB?); no spectrum "
-                                               "is from a lab named CASMI (did you mean CASMI_2012, CASMI_2016?)"),
+    for names, message in (("LCSB,lcsb,CASMI", "no spectrum is from a lab named CASMI (did you mean CASMI_2012, "
+                                               "CASMI_2016?); no spectrum is from a lab named lcsb (did you mean LCSB?)"),
                            ("LCSB,Eawag_Additional_Specs", "Eawag_Additional_Specs is part of lab Eawag")):
         bad = subprocess.run(cli(tmp_path, "--exclude-labs", names), cwd=REPO, capture_output=True, text=True)
         assert bad.returncode == 2 and message in bad.stderr and "Nothing was written" in bad.stderr, bad.stderr
