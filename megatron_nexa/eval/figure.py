@@ -1,5 +1,5 @@
-"""One PNG of a ``nexa-eval`` result: every metric beside its baselines, as in the printed table; the structural
-similarity of every ranking, structure-disjoint beside lab- and structure-disjoint."""
+"""One PNG of a ``nexa-eval`` result: every metric beside its baselines, as in the printed table; retrieval and the
+structural similarity of every ranking, structure-disjoint beside lab- and structure-disjoint."""
 from pathlib import Path
 
 
@@ -36,12 +36,13 @@ def plot_evaluation(results: dict, out_path: str | Path) -> Path:
         ax.set(title=title, ylim=(0, 1))
         ax.legend(fontsize=7, loc="lower right")
 
-    grouped(axes[2], results["retrieval"], "retrieval by structure within the test split")
+    lab = results.get("lab-disjoint") or {}
+    _side_by_side(axes[2], results["retrieval"], lab.get("retrieval") or {}, "hit@1",
+                  "retrieval hit@1 by structure within each test library")
     ranking = dict(results["candidate ranking"])
     first = next(iter(ranking.values()))
     ranking["random ranking (expected)"] = {k: first[f"random {k}"] for k in ("hit@1", "hit@5", "hit@20")}
     grouped(axes[3], ranking, f"fingerprint → candidates within {results['candidate_ppm']:g} ppm")
-    lab = results.get("lab-disjoint") or {}
     for ax, key, title in ((axes[4], "spearman", "Spearman(similarity, structures' Tanimoto)"),
                            (axes[5], "top5_tanimoto", "mean Tanimoto of the top-5 neighbours")):
         _side_by_side(ax, results.get("structural similarity") or {}, lab.get("structural similarity") or {}, key,
