@@ -111,10 +111,10 @@ def filter_chunk(chunk: SpectraChunk, s: PreprocessSettings) -> Filtered:
     reason[~(np.isfinite(prec) & (prec > 0))] = "invalid precursor m/z"
     labs = frozenset()
     if s.exclude_labs:
-        run_ids = _column(chunk, "run_id")
-        lab = matching_lab(run_ids, s.exclude_labs)
+        spectrum_labs = labs_of(_column(chunk, "run_id"))
+        lab = matching_lab(spectrum_labs, s.exclude_labs)
         reason[lab != ""] = [excluded_lab_reason(x) for x in lab[lab != ""]]
-        labs = frozenset(labs_of(run_ids).tolist()) - {""}
+        labs = frozenset(spectrum_labs.tolist()) - {""}
     keep = reason == ""
     rows = np.flatnonzero(keep)
     if len(rows) < n:

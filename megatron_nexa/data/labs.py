@@ -24,12 +24,12 @@ def merge_sublabs(labs: np.ndarray) -> np.ndarray:
     return np.array([parent.get(n, n) for n in labs], dtype=object)
 
 
-def matching_lab(run_ids, labs) -> np.ndarray:
-    """For each spectrum, the one of ``labs`` it belongs to ("" for none): its lab is that name, or that name
-    followed by ``_``. Needs no other spectrum, so preprocessing workers can apply it chunk by chunk; for names
-    that are labs of the data it agrees with :func:`merge_sublabs` over the whole data."""
+def matching_lab(spectrum_labs: np.ndarray, labs) -> np.ndarray:
+    """For each spectrum, given its lab (:func:`labs_of`), the one of ``labs`` it belongs to ("" for none): its lab
+    is that name, or that name followed by ``_``. Needs no other spectrum, so preprocessing workers can apply it
+    chunk by chunk; for names that are labs of the data it agrees with :func:`merge_sublabs` over the whole data."""
     wanted = sorted(set(labs), key=len)
-    names, inverse = np.unique(labs_of(run_ids).astype(str), return_inverse=True)
+    names, inverse = np.unique(np.asarray(spectrum_labs).astype(str), return_inverse=True)
     hit = np.array([next((w for w in wanted if n and (n == w or n.startswith(w + "_"))), "") for n in names],
                    dtype=object)
     return hit[inverse] if len(names) else np.zeros(0, object)

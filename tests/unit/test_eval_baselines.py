@@ -20,11 +20,11 @@ def test_matching_lab_agrees_with_merged_labs_without_seeing_the_other_spectra()
                "Eawagx:1", "BAFG_2:1"]
     merged = merge_sublabs(labs_of(run_ids))
     for wanted in (["Eawag"], ["BAFG", "plainrun"], ["Eawag", "CASMI_2016"], []):
-        assert matching_lab(run_ids, wanted).tolist() == [lab if lab in wanted else "" for lab in merged], wanted
+        assert matching_lab(labs_of(run_ids), wanted).tolist() == [lab if lab in wanted else "" for lab in merged], wanted
     for i in range(len(run_ids)):  # one spectrum at a time, as a worker's chunk may hold
-        assert matching_lab(run_ids[i:i + 1], ["Eawag"]).tolist() == ["Eawag" if merged[i] == "Eawag" else ""]
+        assert matching_lab(labs_of(run_ids[i:i + 1]), ["Eawag"]).tolist() == ["Eawag" if merged[i] == "Eawag" else ""]
     # a name that is no lab of the data takes its "_" labs (nexa-eval would refuse it and list the labs)
-    assert matching_lab(run_ids, ["CASMI"]).tolist() == ["CASMI" if i == 6 else "" for i in range(len(run_ids))]
+    assert matching_lab(labs_of(run_ids), ["CASMI"]).tolist() == ["CASMI" if i == 6 else "" for i in range(len(run_ids))]
 
 
 def test_held_out_labs_are_deterministic_and_within_the_fraction():
