@@ -132,9 +132,10 @@ def main(argv=None) -> int:
         print(f"{'ranking':44s} {'hit@1':>6s}  {'minus binned':>12s}  {'95 % interval':>17s}  verdict")
         for name, h in hit1.items():
             diff, low, high = paired_bootstrap(h, hit1["binned spectrum"], groups, seed=args.seed)
+            judged = None if name == "binned spectrum" else verdict(True, low, high)
             results[t]["rankings"][name] = {"hit@1": float(h.mean()), "minus_binned": diff, "interval": [low, high],
-                                            "verdict": None if name == "binned spectrum" else verdict(True, low, high)}
-            row = "" if name == "binned spectrum" else f"{diff:+12.3f}  [{low:+.3f}, {high:+.3f}]  {verdict(True, low, high)}"
+                                            "verdict": judged}
+            row = f"{diff:+12.3f}  [{low:+.3f}, {high:+.3f}]  {judged}" if judged else ""
             print(f"{name:44s} {h.mean():6.3f}  {row}")
     if args.out:
         Path(args.out).write_text(json.dumps({"models": models, "held_out_labs": list(labs.held_out),

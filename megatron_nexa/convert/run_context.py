@@ -1,5 +1,6 @@
-"""What an export carries beside the weights: the run config, the validation metrics at the exported checkpoint and the preprocessing
-settings of the training data (from its dataset manifest), which ``embed`` needs to treat spectra as in training.
+"""What an export carries beside the weights: the run config, the validation metrics at the exported checkpoint and
+the preprocessing settings of the training data (from its dataset manifest), which ``embed`` needs to treat spectra
+as in training.
 
 A run's data paths are kept as given at launch, often relative to the directory it was launched from. That
 directory is the run directory with the configured (relative) ``train.run_dir`` taken off its end; failing

@@ -47,9 +47,10 @@ def locate_checkpoint(path: str | Path, tag: str | None) -> tuple[Path, str]:
 
 
 def zero_to_torch(ckpt_dir: str | Path, out: str | Path, tag: str | None = None, data: str | None = None) -> Path:
-    """``ckpt_dir``: a run's ``checkpoints/`` directory, the run directory, or one checkpoint's. ``out``: ``.safetensors``
-    (streamed, one tensor in memory at a time) or ``.pt`` (torch.save needs the whole dict in memory). The run's
-    preprocessing settings and model card go beside it (``hf_extra.json``) for ``to-hf``; ``data``: as there."""
+    """``ckpt_dir``: a run's ``checkpoints/`` directory, the run directory, or one checkpoint's. ``out``:
+    ``.safetensors`` (streamed, one tensor in memory at a time) or ``.pt`` (torch.save needs the whole dict in
+    memory). The run's preprocessing settings and model card go beside it (``hf_extra.json``) for ``to-hf``;
+    ``data``: as there."""
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
     ckpt_dir, tag = locate_checkpoint(ckpt_dir, tag)

@@ -1,6 +1,6 @@
 """The CUDA path: bf16 megatron-core encoder against the fp32 reference (local layers, and Transformer Engine's where
-it is installed), the spectral mask under the fused SDPA kernels, and the real DeepSpeed ZeRO-3 engine on NCCL. Skipped without a GPU (CI has none);
-``benchmarks/gpu_check.sh`` runs them on a GPU machine."""
+it is installed), the spectral mask under the fused SDPA kernels, and the real DeepSpeed ZeRO-3 engine on NCCL.
+Skipped without a GPU (CI has none); ``benchmarks/gpu_check.sh`` runs them on a GPU machine."""
 import dataclasses
 import importlib.util
 from pathlib import Path
@@ -46,7 +46,7 @@ NO_TE = importlib.util.find_spec("transformer_engine") is None
 @pytest.mark.parametrize("backend, impl", [
     (AttentionBackend.SDPA, TransformerImpl.LOCAL), (AttentionBackend.LOCAL, TransformerImpl.LOCAL),
     pytest.param(AttentionBackend.SDPA, TransformerImpl.TE, marks=pytest.mark.skipif(
-        NO_TE, reason="model.transformer_impl: te needs Transformer Engine (pip install transformer_engine[pytorch])"))])
+        NO_TE, reason="model.transformer_impl: te needs Transformer Engine (transformer_engine[pytorch])"))])
 def test_bf16_megatron_encoder_matches_fp32_reference(parallel, backend, impl):
     """bf16 error of the megatron encoder ≈ the bf16 error of the plain reference itself (same weights), with the
     local layers and, where Transformer Engine is installed, its fused modules (``model.transformer_impl: te``);
